@@ -1,0 +1,282 @@
+/**
+ * The one config file, `akanda-ci.yaml`: its schema, its defaults and its cross-checks.
+ *
+ * The schema is the single definition: `parseConfig` validates with it, and
+ * `configJsonSchema` turns the same definition into a JSON Schema for editors.
+ * Everything here is pure: reading the file is the caller's job.
+ */
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { z } from 'zod';
+import { durationSeconds, DURATION_PATTERN } from './duration';
+
+const nonEmpty = z.string().min(1, { message: 'must not be empty' });
+
+const duration = z
+  .string({ message: 'expected a duration like 90m' })
+  .regex(DURATION_PATTERN, { message: 'expected a duration like 90m' });
+
+const regexSource = z.string({ message: 'expected a regular expression string' });
+
+const httpUrl = z
+  .string({ message: 'expected a URL' })
+  .regex(/^https?:\/\/[^\s]+$/, { message: 'expected an http(s) URL' });
+
+const gitUrl = z
+  .string({ message: 'expected a URL' })
+  .regex(/^(https?|file|ssh|git):\/\/[^\s]+$/, { message: 'expected an http(s)://, ssh://, git:// or file:// URL' });
+
+const jobNameList = z.array(nonEmpty).default([]);
+
+const labelVote = z.strictObject({
+  label: nonEmpty.default('Workflow'),
+  value: z.number().int().min(-2).max(2).default(1),
+});
+
+export const DEFAULT_RECHECK_REGEX = '^(Patch Set [0-9]+:)?( [\\w\\\\+-]*)*(\\n\\n)?\\s*recheck';
+
+const gerritSchema = z.strictObject({
+  /** REST base URL, e.g. https://review.openstack.org */
+  url: httpUrl,
+  /** Where nodes `git fetch` projects and change refs; defaults to `url`. */
+  gitUrl: gitUrl.optional(),
+  /** The CI account; its HTTP password comes from env GERRIT_HTTP_PASSWORD or Secrets Manager. */
+  username: nonEmpty,
+});
+
+const projectSchema = z.strictObject({
+  /** Gerrit project name, e.g. stackforge/akanda-rug. */
+  name: nonEmpty,
+  /** Regexes; a change is planned only when its branch matches one. Default: every branch. */
+  branches: z.array(regexSource).optional(),
+  check: jobNameList,
+  gate: jobNameList,
+  post: jobNameList,
+});
+
+const jobSchema = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { message: 'expected a job name of letters, digits, ".", "_" and "-"' }),
+  /** Shell command the node runs inside the checked-out project (a trusted value from this file). */
+  run: nonEmpty,
+  /** Node label: a key of `nodes`. */
+  node: nonEmpty,
+  timeout: duration.default('60m'),
+  voting: z.boolean().default(true),
+  /** Run only when a changed file matches one of these regexes. */
+  files: z.array(regexSource).optional(),
+  /** Skip when every changed file matches one of these regexes. */
+  'irrelevant-files': z.array(regexSource).optional(),
+  /** Whether the job needs the appliance image (built from source or prebuilt). */
+  needsImage: z.boolean().default(false),
+  /** Post-merge image publishing job: its artifacts are promoted to the public image path. */
+  publishesImage: z.boolean().default(false),
+});
+
+const nodeLabelSchema = z.strictObject({
+  /** Instance types in preference-free order; CreateFleet picks by price and capacity. */
+  instanceTypes: z.array(nonEmpty).min(1, { message: 'expected at least one instance type' }),
+  /** Enables CpuOptions.NestedVirtualization (c8i/m8i/r8i), so devstack gets /dev/kvm. */
+  nestedVirtualization: z.boolean().default(false),
+  /** Bare-metal types tried only when every virtual pool has no capacity (~10x the price). */
+  metalFallbackTypes: z.array(nonEmpty).default([]),
+  /** After spot capacity errors in every pool, launch on-demand. */
+  onDemandFallback: z.boolean().default(true),
+  rootVolumeGiB: z.number().int().min(8).max(16384).default(30),
+  /** Public SSM parameter holding the AMI id; default Ubuntu 24.04 LTS amd64. */
+  amiSsmParameter: nonEmpty.default('/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id'),
+});
+
+const applianceSchema = z.strictObject({
+  /** Projects whose changes are tested with an image built from the change. */
+  projects: z.array(nonEmpty).default(['stackforge/akanda-appliance', 'stackforge/akanda-appliance-builder']),
+  /** Public URL of the rolling image; unset: the deployed stacks fill in their CloudFront URL. */
+  latestImageUrl: httpUrl.optional(),
+  /** Image URL per stable branch, e.g. {"stable/kilo": "https://.../akanda-appliance-stable-kilo.qcow2"}. */
+  pinnedImages: z.record(z.string(), httpUrl).default({}),
+  /** File name of the rolling image in the image store. */
+  latestImageName: nonEmpty.default('akanda-appliance-latest.qcow2'),
+});
+
+const pipelinesSchema = z.strictObject({
+  /** Case-insensitive regex a comment must match to re-run the check pipeline. */
+  recheckRegex: regexSource.default(DEFAULT_RECHECK_REGEX),
+  /** The approval that enters the gate pipeline when newly granted. */
+  gateApproval: labelVote.default({ label: 'Workflow', value: 1 }),
+});
+
+const reportSchema = z.strictObject({
+  /** The label voted on; OpenStack third-party CIs vote Verified +1/-1 only. */
+  label: nonEmpty.default('Verified'),
+  /** Last line of every report: the CI's contact page (an OpenStack third-party CI rule). */
+  footer: z.string().default(''),
+  /** Comment without voting (for a new or unstable system). */
+  commentOnly: z.boolean().default(false),
+});
+
+const limitsSchema = z.strictObject({
+  maxConcurrentNodes: z.number().int().min(1).max(1000).default(10),
+  /** Hard cap on any build, whatever its job timeout says. */
+  buildTimeLimit: duration.default('4h'),
+  /** Extra time after a job's timeout before the reaper declares TIMED_OUT. */
+  timeoutGrace: duration.default('10m'),
+  /** Launch attempts of one build (spot interruptions included) before RETRY_LIMIT. */
+  maxAttempts: z.number().int().min(1).max(10).default(3),
+});
+
+const deploySchema = z.strictObject({
+  /** Days CI logs are kept; OpenStack asks for at least one month. */
+  logRetentionDays: z.number().int().min(1).max(3650).default(45),
+  /** Alarm notifications go here when set. */
+  alarmEmail: z.string().email({ message: 'expected an email address' }).optional(),
+  /** Gives nodes an instance profile for SSM Session Manager (off: nodes have no AWS identity). */
+  ssmSessionManager: z.boolean().default(false),
+  /** Prefix for stack names. */
+  stackPrefix: z
+    .string()
+    .regex(/^[A-Za-z][A-Za-z0-9-]*$/, { message: 'expected letters, digits and "-"' })
+    .default('AkandaCi'),
+});
+
+export const configSchema = z
+  .strictObject({
+    gerrit: gerritSchema,
+    projects: z.array(projectSchema).min(1, { message: 'expected at least one project' }),
+    jobs: z.array(jobSchema).min(1, { message: 'expected at least one job' }),
+    nodes: z.record(z.string().regex(/^[a-z][a-z0-9-]*$/), nodeLabelSchema),
+    appliance: applianceSchema.default(() => applianceSchema.parse({})),
+    pipelines: pipelinesSchema.default(() => pipelinesSchema.parse({})),
+    report: reportSchema.default(() => reportSchema.parse({})),
+    limits: limitsSchema.default(() => limitsSchema.parse({})),
+    deploy: deploySchema.default(() => deploySchema.parse({})),
+  })
+  .superRefine((config, ctx) => {
+    const jobNames = new Set<string>();
+    config.jobs.forEach((job, i) => {
+      if (jobNames.has(job.name)) {
+        ctx.addIssue({ code: 'custom', path: ['jobs', i, 'name'], message: `duplicate job name "${job.name}"` });
+      }
+      jobNames.add(job.name);
+      if (!(job.node in config.nodes)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['jobs', i, 'node'],
+          message: `unknown node label "${job.node}" (known: ${Object.keys(config.nodes).join(', ') || 'none'})`,
+        });
+      }
+      checkRegexes(ctx, job.files, ['jobs', i, 'files']);
+      checkRegexes(ctx, job['irrelevant-files'], ['jobs', i, 'irrelevant-files']);
+    });
+    const projectNames = new Set<string>();
+    config.projects.forEach((project, i) => {
+      if (projectNames.has(project.name)) {
+        ctx.addIssue({ code: 'custom', path: ['projects', i, 'name'], message: `duplicate project "${project.name}"` });
+      }
+      projectNames.add(project.name);
+      checkRegexes(ctx, project.branches, ['projects', i, 'branches']);
+      for (const pipeline of ['check', 'gate', 'post'] as const) {
+        project[pipeline].forEach((name, j) => {
+          if (!jobNames.has(name)) {
+            ctx.addIssue({ code: 'custom', path: ['projects', i, pipeline, j], message: `unknown job "${name}"` });
+          }
+        });
+      }
+    });
+    checkRegexes(ctx, [config.pipelines.recheckRegex], ['pipelines', 'recheckRegex'], true);
+  });
+
+/** The validated config, defaults filled in. */
+export type Config = z.output<typeof configSchema>;
+/** What a config file may contain (defaults optional). */
+export type ConfigInput = z.input<typeof configSchema>;
+export type JobConfig = Config['jobs'][number];
+export type ProjectConfig = Config['projects'][number];
+export type NodeLabelConfig = Config['nodes'][string];
+export type PipelineName = 'check' | 'gate' | 'post';
+export const PIPELINES: readonly PipelineName[] = ['check', 'gate', 'post'];
+
+/** A config file that cannot be used; the message names the file and the path of the bad key. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+function checkRegexes(ctx: z.RefinementCtx, sources: readonly string[] | undefined, path: PropertyKey[], single = false) {
+  sources?.forEach((source, k) => {
+    try {
+      new RegExp(source);
+    } catch {
+      ctx.addIssue({
+        code: 'custom',
+        path: single ? path : [...path, k],
+        message: `invalid regular expression ${JSON.stringify(source)}`,
+      });
+    }
+  });
+}
+
+/** `jobs[2].timeout`, `gerrit.url`, `(root)`. */
+export function formatIssuePath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else if (/^[A-Za-z_$][\w$]*$/.test(String(part))) out += out ? `.${String(part)}` : String(part);
+    else out += `[${JSON.stringify(String(part))}]`;
+  }
+  return out || '(root)';
+}
+
+/** Validates an already-parsed document. Throws ConfigError listing every problem, one per line. */
+export function validateConfig(document: unknown, source = 'config'): Config {
+  const result = configSchema.safeParse(document);
+  if (result.success) return result.data;
+  const lines = result.error.issues.map((issue) => {
+    const path =
+      issue.code === 'unrecognized_keys' ? formatIssuePath([...issue.path, issue.keys[0] ?? '']) : formatIssuePath(issue.path);
+    const message = issue.code === 'unrecognized_keys' ? `unknown key` : issue.message;
+    return `${source}: ${path}: ${message}`;
+  });
+  throw new ConfigError(lines.join('\n'));
+}
+
+/** Parses and validates YAML text. Throws ConfigError with the file name and line or key path. */
+export function parseConfig(text: string, source = 'akanda-ci.yaml'): Config {
+  let document: unknown;
+  try {
+    document = parseYaml(text, { prettyErrors: false, uniqueKeys: true });
+  } catch (error) {
+    if (error instanceof YAMLParseError) {
+      const line = error.linePos?.[0];
+      const where = line ? `line ${line.line}, column ${line.col}` : 'YAML';
+      throw new ConfigError(`${source}: ${where}: ${error.message.split('\n')[0]}`);
+    }
+    throw new ConfigError(`${source}: cannot parse YAML`);
+  }
+  if (document === null || document === undefined) throw new ConfigError(`${source}: the file is empty`);
+  return validateConfig(document, source);
+}
+
+/** The JSON Schema of the config file, generated from the same definition (for editor completion). */
+export function configJsonSchema(): Record<string, unknown> {
+  return {
+    ...z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }),
+    title: 'akanda-ci.yaml',
+    description: 'The akanda-ci config: what is tested where.',
+  };
+}
+
+/** Where nodes fetch `<project>` from. */
+export function gitBaseUrl(config: Config): string {
+  return (config.gerrit.gitUrl ?? config.gerrit.url).replace(/\/+$/, '');
+}
+
+export function jobTimeoutSeconds(config: Config, job: JobConfig): number {
+  return Math.min(durationSeconds(job.timeout), durationSeconds(config.limits.buildTimeLimit));
+}
+
+export function findJob(config: Config, name: string): JobConfig | undefined {
+  return config.jobs.find((job) => job.name === name);
+}
+
+export function findProject(config: Config, name: string): ProjectConfig | undefined {
+  return config.projects.find((project) => project.name === name);
+}
