@@ -9,6 +9,11 @@ export default tseslint.config(
   ...tseslint.configs.recommended,
   prettier,
   {
+    files: ['**/*.js', '**/*.cjs'],
+    languageOptions: { sourceType: 'commonjs', globals: { module: 'writable', require: 'readonly', process: 'readonly' } },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
     rules: {
       '@typescript-eslint/no-explicit-any': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
@@ -23,8 +28,14 @@ export default tseslint.config(
         {
           patterns: [
             { group: ['@aws-sdk/*', 'aws-cdk-lib', 'aws-cdk-lib/*'], message: 'lambda/core is pure: no AWS imports.' },
-            { group: ['node:*', 'fs', 'http', 'https', 'net', 'child_process', 'dgram', 'tls'], message: 'lambda/core is pure: no I/O.' },
-            { group: ['../adapters/*', '../handlers/*', '../local/*', '../node-agent/*'], message: 'lambda/core must not depend on the shell.' },
+            {
+              group: ['node:*', 'fs', 'http', 'https', 'net', 'child_process', 'dgram', 'tls'],
+              message: 'lambda/core is pure: no I/O.',
+            },
+            {
+              group: ['../adapters/*', '../handlers/*', '../local/*', '../node-agent/*'],
+              message: 'lambda/core must not depend on the shell.',
+            },
           ],
         },
       ],

@@ -9,7 +9,10 @@ type Command = { summary: string; load: () => Promise<{ main(argv: string[]): Pr
 const commands: Record<string, Command> = {
   plan: { summary: 'print what a Gerrit event triggers, as JSON', load: () => import('./commands/plan') },
   'validate-config': { summary: 'check an akanda-ci.yaml', load: () => import('./commands/validate-config') },
-  'config-schema': { summary: 'print the JSON Schema of akanda-ci.yaml', load: () => import('./commands/config-schema') },
+  'config-schema': {
+    summary: 'print the JSON Schema of akanda-ci.yaml',
+    load: () => import('./commands/config-schema'),
+  },
   local: { summary: 'run the whole CI on this machine', load: () => import('./commands/local') },
 };
 

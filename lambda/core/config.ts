@@ -84,7 +84,9 @@ const nodeLabelSchema = z.strictObject({
   onDemandFallback: z.boolean().default(true),
   rootVolumeGiB: z.number().int().min(8).max(16384).default(30),
   /** Public SSM parameter holding the AMI id; default Ubuntu 24.04 LTS amd64. */
-  amiSsmParameter: nonEmpty.default('/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id'),
+  amiSsmParameter: nonEmpty.default(
+    '/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id',
+  ),
 });
 
 const applianceSchema = z.strictObject({
@@ -200,7 +202,12 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-function checkRegexes(ctx: z.RefinementCtx, sources: readonly string[] | undefined, path: PropertyKey[], single = false) {
+function checkRegexes(
+  ctx: z.RefinementCtx,
+  sources: readonly string[] | undefined,
+  path: PropertyKey[],
+  single = false,
+) {
   sources?.forEach((source, k) => {
     try {
       new RegExp(source);
@@ -231,7 +238,9 @@ export function validateConfig(document: unknown, source = 'config'): Config {
   if (result.success) return result.data;
   const lines = result.error.issues.map((issue) => {
     const path =
-      issue.code === 'unrecognized_keys' ? formatIssuePath([...issue.path, issue.keys[0] ?? '']) : formatIssuePath(issue.path);
+      issue.code === 'unrecognized_keys'
+        ? formatIssuePath([...issue.path, issue.keys[0] ?? ''])
+        : formatIssuePath(issue.path);
     const message = issue.code === 'unrecognized_keys' ? `unknown key` : issue.message;
     return `${source}: ${path}: ${message}`;
   });
