@@ -1,0 +1,4 @@
+// Placeholder so the stacks can bundle this entry point while the control plane is written.
+export async function handler(): Promise<void> {
+  throw new Error('scheduler: not implemented yet');
+}
