@@ -1,0 +1,276 @@
+/**
+ * The control plane's single DynamoDB table (docs/design.md, "Storage").
+ *
+ * Items:
+ * - event dedupe   pk `EVENT#<canonical key>`  sk `EVENT`     written once (attribute_not_exists)
+ * - buildset       pk `BUILDSET#<id>`          sk `BUILDSET`  gsi1 `change#<project>#<change>` / `<createdAt>#<id>`
+ * - build          pk `BUILD#<id>`             sk `BUILD`     gsi1 `build#<state>` / `<queuedAt>#<id>` while not terminal
+ *
+ * Every build and buildset write is conditional on the `version` the writer read, so two handlers
+ * racing on one item cannot both win: the loser gets `false` and re-reads. No transactions are
+ * used (dynalite has none); writes are ordered so a crash between two of them is repaired by a
+ * retry (ids are deterministic, puts are create-if-absent).
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
+import {
+  BatchGetCommand,
+  DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  type QueryCommandInput,
+} from '@aws-sdk/lib-dynamodb';
+
+export const TERMINAL_BUILD_STATES = [
+  'succeeded',
+  'failed',
+  'timed_out',
+  'node_failure',
+  'retry_limit',
+  'cancelled',
+] as const;
+export const ACTIVE_BUILD_STATES = ['queued', 'launching', 'running'] as const;
+export type BuildState = (typeof ACTIVE_BUILD_STATES)[number] | (typeof TERMINAL_BUILD_STATES)[number];
+
+export function isTerminal(state: BuildState): boolean {
+  return (TERMINAL_BUILD_STATES as readonly string[]).includes(state);
+}
+
+/** What the store itself needs to know about a build; the control plane keeps more fields. */
+export interface StoredBuild {
+  buildId: string;
+  buildsetId: string;
+  state: BuildState;
+  /** Epoch ms the build (or its latest attempt) joined the queue: the FIFO order. */
+  queuedAt: number;
+  /** Epoch ms it became terminal; sets the TTL. */
+  finishedAt?: number;
+  version: number;
+}
+
+export interface StoredBuildset {
+  buildsetId: string;
+  project: string;
+  change?: number;
+  createdAt: number;
+  /** Set when the buildset is done with (reported, dropped, cancelled): sets the TTL. */
+  closedAt?: number;
+  version: number;
+}
+
+/** How long finished items stay (the logs themselves live in S3 with their own retention). */
+const FINISHED_TTL_SECONDS = 30 * 24 * 3600;
+/** Gerrit redelivers within minutes; a week is ample. */
+const EVENT_TTL_SECONDS = 7 * 24 * 3600;
+
+export class Store {
+  private readonly doc: DynamoDBDocumentClient;
+
+  constructor(
+    private readonly tableName: string,
+    clientConfig: DynamoDBClientConfig = {},
+  ) {
+    this.doc = DynamoDBDocumentClient.from(new DynamoDBClient(clientConfig), {
+      marshallOptions: { removeUndefinedValues: true },
+    });
+  }
+
+  destroy(): void {
+    this.doc.destroy();
+  }
+
+  /** Records an event key once; false when it was seen before (a duplicate delivery). */
+  async recordEvent(key: string, buildsetIds: readonly string[], nowMs: number): Promise<boolean> {
+    return this.conditionalPut(
+      {
+        pk: `EVENT#${key}`,
+        sk: 'EVENT',
+        buildsetIds,
+        receivedAt: nowMs,
+        expiresAt: Math.floor(nowMs / 1000) + EVENT_TTL_SECONDS,
+      },
+      'attribute_not_exists(pk)',
+    );
+  }
+
+  async getBuildset<T extends StoredBuildset>(buildsetId: string): Promise<T | undefined> {
+    const out = await this.doc.send(
+      new GetCommand({
+        TableName: this.tableName,
+        Key: { pk: `BUILDSET#${buildsetId}`, sk: 'BUILDSET' },
+        ConsistentRead: true,
+      }),
+    );
+    return out.Item ? (strip(out.Item) as T) : undefined;
+  }
+
+  /**
+   * Writes a buildset whose `version` is one more than the version read (0 for a new one).
+   * False when someone else wrote it first (or, for a new one, it exists already).
+   */
+  async putBuildset<T extends StoredBuildset>(buildset: T): Promise<boolean> {
+    const item: Record<string, unknown> = { ...buildset, pk: `BUILDSET#${buildset.buildsetId}`, sk: 'BUILDSET' };
+    if (buildset.change !== undefined) {
+      item.gsi1pk = `change#${buildset.project}#${buildset.change}`;
+      item.gsi1sk = `${pad(buildset.createdAt)}#${buildset.buildsetId}`;
+    }
+    if (buildset.closedAt !== undefined) item.expiresAt = Math.floor(buildset.closedAt / 1000) + FINISHED_TTL_SECONDS;
+    return this.versionedPut(item, buildset.version);
+  }
+
+  /** Every buildset recorded for a change, oldest first. */
+  async buildsetsOfChange<T extends StoredBuildset>(project: string, change: number): Promise<T[]> {
+    return this.queryAll<T>({
+      TableName: this.tableName,
+      IndexName: 'byState',
+      KeyConditionExpression: 'gsi1pk = :pk',
+      ExpressionAttributeValues: { ':pk': `change#${project}#${change}` },
+    });
+  }
+
+  async getBuild<T extends StoredBuild>(buildId: string): Promise<T | undefined> {
+    const out = await this.doc.send(
+      new GetCommand({ TableName: this.tableName, Key: { pk: `BUILD#${buildId}`, sk: 'BUILD' }, ConsistentRead: true }),
+    );
+    return out.Item ? (strip(out.Item) as T) : undefined;
+  }
+
+  async getBuilds<T extends StoredBuild>(buildIds: readonly string[]): Promise<T[]> {
+    const found = new Map<string, T>();
+    for (let i = 0; i < buildIds.length; i += 100) {
+      let keys: Record<string, unknown>[] | undefined = buildIds
+        .slice(i, i + 100)
+        .map((id) => ({ pk: `BUILD#${id}`, sk: 'BUILD' }));
+      while (keys && keys.length > 0) {
+        const out = await this.doc.send(
+          new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: keys, ConsistentRead: true } } }),
+        );
+        for (const item of out.Responses?.[this.tableName] ?? []) {
+          const build = strip(item) as T;
+          found.set(build.buildId, build);
+        }
+        keys = out.UnprocessedKeys?.[this.tableName]?.Keys;
+      }
+    }
+    return buildIds.flatMap((id) => {
+      const build = found.get(id);
+      return build ? [build] : [];
+    });
+  }
+
+  /** Conditional write of a build (see putBuildset); the build leaves the state index when terminal. */
+  async putBuild<T extends StoredBuild>(build: T): Promise<boolean> {
+    const item: Record<string, unknown> = { ...build, pk: `BUILD#${build.buildId}`, sk: 'BUILD' };
+    if (isTerminal(build.state)) {
+      const finished = build.finishedAt ?? build.queuedAt;
+      item.expiresAt = Math.floor(finished / 1000) + FINISHED_TTL_SECONDS;
+    } else {
+      item.gsi1pk = `build#${build.state}`;
+      item.gsi1sk = `${pad(build.queuedAt)}#${build.buildId}`;
+    }
+    return this.versionedPut(item, build.version);
+  }
+
+  /** Builds in a non-terminal state, oldest queued first (the FIFO of the concurrency limit). */
+  async buildsInState<T extends StoredBuild>(
+    state: (typeof ACTIVE_BUILD_STATES)[number],
+    limit?: number,
+  ): Promise<T[]> {
+    return this.queryAll<T>(
+      {
+        TableName: this.tableName,
+        IndexName: 'byState',
+        KeyConditionExpression: 'gsi1pk = :pk',
+        ExpressionAttributeValues: { ':pk': `build#${state}` },
+        ScanIndexForward: true,
+      },
+      limit,
+    );
+  }
+
+  async countBuildsInState(state: (typeof ACTIVE_BUILD_STATES)[number]): Promise<number> {
+    let count = 0;
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await this.doc.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          IndexName: 'byState',
+          KeyConditionExpression: 'gsi1pk = :pk',
+          ExpressionAttributeValues: { ':pk': `build#${state}` },
+          Select: 'COUNT',
+          ExclusiveStartKey: start,
+        }),
+      );
+      count += out.Count ?? 0;
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return count;
+  }
+
+  private async versionedPut(item: Record<string, unknown>, version: number): Promise<boolean> {
+    if (version === 0) return this.conditionalPut(item, 'attribute_not_exists(pk)');
+    return this.conditionalPut(item, 'version = :previous', { ':previous': version - 1 });
+  }
+
+  private async conditionalPut(
+    item: Record<string, unknown>,
+    condition: string,
+    values?: Record<string, unknown>,
+  ): Promise<boolean> {
+    try {
+      await this.doc.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: item,
+          ConditionExpression: condition,
+          ExpressionAttributeValues: values,
+        }),
+      );
+      return true;
+    } catch (error) {
+      if ((error as { name?: string }).name === 'ConditionalCheckFailedException') return false;
+      throw error;
+    }
+  }
+
+  private async queryAll<T>(input: QueryCommandInput, limit?: number): Promise<T[]> {
+    const items: T[] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await this.doc.send(new QueryCommand({ ...input, ExclusiveStartKey: start }));
+      for (const item of out.Items ?? []) items.push(strip(item) as T);
+      start = out.LastEvaluatedKey;
+    } while (start && (limit === undefined || items.length < limit));
+    return limit === undefined ? items : items.slice(0, limit);
+  }
+}
+
+/** Drops the table's key attributes so callers see only their own record. */
+function strip(item: Record<string, unknown>): Record<string, unknown> {
+  const { pk: _pk, sk: _sk, gsi1pk: _g1, gsi1sk: _g2, expiresAt: _e, ...rest } = item;
+  return rest;
+}
+
+/** Zero-padded epoch ms, so the index sorts numerically. */
+function pad(ms: number): string {
+  return String(Math.max(0, Math.floor(ms))).padStart(15, '0');
+}
+
+/** A one-time token: 256 random bits, URL-safe. Only its hash is stored. */
+export function newToken(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+/** Constant-time comparison of a presented token with a stored hash. */
+export function tokenMatches(token: unknown, storedHash: string | undefined): boolean {
+  if (typeof token !== 'string' || token.length === 0 || token.length > 200 || !storedHash) return false;
+  const presented = Buffer.from(hashToken(token), 'hex');
+  const stored = Buffer.from(storedHash, 'hex');
+  return presented.length === stored.length && timingSafeEqual(presented, stored);
+}

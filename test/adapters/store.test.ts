@@ -1,0 +1,146 @@
+import {
+  hashToken,
+  newToken,
+  Store,
+  type StoredBuild,
+  type StoredBuildset,
+  tokenMatches,
+} from '../../lambda/adapters/store';
+import { canonicalEventKey } from '../../lambda/control/event-key';
+import {
+  type Emulator,
+  ensureTable,
+  LOCAL_CREDENTIALS,
+  LOCAL_REGION,
+  startDynalite,
+} from '../../lambda/local/emulators';
+
+interface Build extends StoredBuild {
+  jobName: string;
+}
+interface Buildset extends StoredBuildset {
+  state: string;
+}
+
+let dynamo: Emulator;
+let store: Store;
+
+beforeAll(async () => {
+  dynamo = await startDynalite();
+  await ensureTable(dynamo.endpoint, 'akanda-ci');
+  store = new Store('akanda-ci', { endpoint: dynamo.endpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+});
+
+afterAll(async () => {
+  store.destroy();
+  await dynamo.close();
+});
+
+function build(id: string, queuedAt: number, state: Build['state'] = 'queued'): Build {
+  return { buildId: id, buildsetId: 'bs1', state, queuedAt, version: 0, jobName: 'pep8' };
+}
+
+describe('event dedupe', () => {
+  it('accepts an event key once', async () => {
+    expect(await store.recordEvent('k1', ['bs1'], 1000)).toBe(true);
+    expect(await store.recordEvent('k1', ['bs2'], 2000)).toBe(false);
+    expect(await store.recordEvent('k2', [], 2000)).toBe(true);
+  });
+
+  it('gives the webhook and the SSH shape of one event the same key, and two rechecks different keys', () => {
+    const webhook = {
+      type: 'patchset-created',
+      project: { name: 'p' },
+      change: { project: 'p', branch: 'master', number: 654 },
+      patchSet: { number: 2, revision: 'a'.repeat(40) },
+      eventCreatedOn: 1,
+    };
+    const ssh = {
+      type: 'patchset-created',
+      project: 'p',
+      change: { project: 'p', branch: 'master', number: '654' },
+      patchSet: { number: '2', revision: 'a'.repeat(40) },
+      eventCreatedOn: 2,
+    };
+    expect(canonicalEventKey(webhook)).toBe(canonicalEventKey(ssh));
+    const recheck = (at: number) => ({ ...webhook, type: 'comment-added', comment: 'recheck', eventCreatedOn: at });
+    expect(canonicalEventKey(recheck(5))).not.toBe(canonicalEventKey(recheck(6)));
+    expect(canonicalEventKey(recheck(5))).toBe(canonicalEventKey(recheck(5)));
+    expect(canonicalEventKey(null)).toMatch(/^[0-9a-f]{64}$/);
+  });
+});
+
+describe('versioned builds', () => {
+  it('lets exactly one of two writers holding the same version win', async () => {
+    const b = build('b-race', 10);
+    expect(await store.putBuild(b)).toBe(true);
+    expect(await store.putBuild(b)).toBe(false); // create-if-absent
+    const read = await store.getBuild<Build>('b-race');
+    expect(read).toEqual(b);
+    const first = store.putBuild({ ...read!, state: 'launching', version: 1 });
+    const second = store.putBuild({ ...read!, state: 'cancelled', finishedAt: 20, version: 1 });
+    const outcomes = await Promise.all([first, second]);
+    expect(outcomes.filter(Boolean)).toHaveLength(1);
+    const after = await store.getBuild<Build>('b-race');
+    expect(after?.version).toBe(1);
+    expect(['launching', 'cancelled']).toContain(after?.state);
+  });
+
+  it('lists queued builds first-in first-out and drops terminal ones from the index', async () => {
+    await store.putBuild(build('fifo-c', 300));
+    await store.putBuild(build('fifo-a', 100));
+    await store.putBuild(build('fifo-b', 200));
+    const queued = await store.buildsInState<Build>('queued');
+    const ids = queued.map((b) => b.buildId).filter((id) => id.startsWith('fifo-'));
+    expect(ids).toEqual(['fifo-a', 'fifo-b', 'fifo-c']);
+    expect((await store.buildsInState<Build>('queued', 1))[0]?.queuedAt).toBeLessThanOrEqual(100);
+
+    const a = (await store.getBuild<Build>('fifo-a'))!;
+    expect(await store.putBuild({ ...a, state: 'running', version: a.version + 1 })).toBe(true);
+    expect(await store.countBuildsInState('running')).toBe(1);
+    const running = (await store.getBuild<Build>('fifo-a'))!;
+    expect(
+      await store.putBuild({ ...running, state: 'succeeded', finishedAt: 400, version: running.version + 1 }),
+    ).toBe(true);
+    expect(await store.countBuildsInState('running')).toBe(0);
+    expect((await store.getBuilds<Build>(['fifo-a', 'missing', 'fifo-b'])).map((b) => [b.buildId, b.state])).toEqual([
+      ['fifo-a', 'succeeded'],
+      ['fifo-b', 'queued'],
+    ]);
+  });
+});
+
+describe('buildsets', () => {
+  it('finds the buildsets of a change, oldest first, and writes them conditionally', async () => {
+    const bs = (id: string, createdAt: number): Buildset => ({
+      buildsetId: id,
+      project: 'stackforge/akanda-rug',
+      change: 42,
+      createdAt,
+      version: 0,
+      state: 'pending',
+    });
+    expect(await store.putBuildset(bs('bs-new', 20))).toBe(true);
+    expect(await store.putBuildset(bs('bs-old', 10))).toBe(true);
+    expect(await store.putBuildset(bs('bs-old', 10))).toBe(false);
+    const found = await store.buildsetsOfChange<Buildset>('stackforge/akanda-rug', 42);
+    expect(found.map((b) => b.buildsetId)).toEqual(['bs-old', 'bs-new']);
+    const old = (await store.getBuildset<Buildset>('bs-old'))!;
+    expect(await store.putBuildset({ ...old, state: 'cancelled', version: 1 })).toBe(true);
+    expect(await store.putBuildset({ ...old, state: 'reported', version: 1 })).toBe(false);
+    expect((await store.getBuildset<Buildset>('bs-old'))?.state).toBe('cancelled');
+  });
+});
+
+describe('tokens', () => {
+  it('matches only the token whose hash is stored', () => {
+    const token = newToken();
+    const stored = hashToken(token);
+    expect(stored).not.toContain(token);
+    expect(tokenMatches(token, stored)).toBe(true);
+    expect(tokenMatches(newToken(), stored)).toBe(false);
+    expect(tokenMatches('', stored)).toBe(false);
+    expect(tokenMatches(42, stored)).toBe(false);
+    expect(tokenMatches(token, undefined)).toBe(false);
+  });
+});
