@@ -15,6 +15,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
 import {
   BatchGetCommand,
+  type BatchGetCommandOutput,
   DynamoDBDocumentClient,
   GetCommand,
   PutCommand,
@@ -110,7 +111,11 @@ export class Store {
    * False when someone else wrote it first (or, for a new one, it exists already).
    */
   async putBuildset<T extends StoredBuildset>(buildset: T): Promise<boolean> {
-    const item: Record<string, unknown> = { ...buildset, pk: `BUILDSET#${buildset.buildsetId}`, sk: 'BUILDSET' };
+    const item: Record<string, unknown> = {
+      ...(buildset as StoredBuildset),
+      pk: `BUILDSET#${buildset.buildsetId}`,
+      sk: 'BUILDSET',
+    };
     if (buildset.change !== undefined) {
       item.gsi1pk = `change#${buildset.project}#${buildset.change}`;
       item.gsi1sk = `${pad(buildset.createdAt)}#${buildset.buildsetId}`;
@@ -143,7 +148,7 @@ export class Store {
         .slice(i, i + 100)
         .map((id) => ({ pk: `BUILD#${id}`, sk: 'BUILD' }));
       while (keys && keys.length > 0) {
-        const out = await this.doc.send(
+        const out: BatchGetCommandOutput = await this.doc.send(
           new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: keys, ConsistentRead: true } } }),
         );
         for (const item of out.Responses?.[this.tableName] ?? []) {
@@ -161,7 +166,7 @@ export class Store {
 
   /** Conditional write of a build (see putBuildset); the build leaves the state index when terminal. */
   async putBuild<T extends StoredBuild>(build: T): Promise<boolean> {
-    const item: Record<string, unknown> = { ...build, pk: `BUILD#${build.buildId}`, sk: 'BUILD' };
+    const item: Record<string, unknown> = { ...(build as StoredBuild), pk: `BUILD#${build.buildId}`, sk: 'BUILD' };
     if (isTerminal(build.state)) {
       const finished = build.finishedAt ?? build.queuedAt;
       item.expiresAt = Math.floor(finished / 1000) + FINISHED_TTL_SECONDS;
