@@ -4,7 +4,7 @@
  * Items:
  * - event dedupe   pk `EVENT#<canonical key>`  sk `EVENT`     written once (attribute_not_exists)
  * - buildset       pk `BUILDSET#<id>`          sk `BUILDSET`  gsi1 `change#<project>#<change>` / `<createdAt>#<id>`
- * - build          pk `BUILD#<id>`             sk `BUILD`     gsi1 `build#<state>` / `<queuedAt>#<id>` while not terminal
+ * - build          pk `BUILD#<id>`             sk `BUILD`     gsi1 `build#<state>` / `<createdAt>#<id>` while not terminal
  *
  * Every build and buildset write is conditional on the `version` the writer read, so two handlers
  * racing on one item cannot both win: the loser gets `false` and re-reads. No transactions are
@@ -22,30 +22,19 @@ import {
   QueryCommand,
   type QueryCommandInput,
 } from '@aws-sdk/lib-dynamodb';
+import { type BuildState, isTerminal } from '../core/lifecycle';
 
-export const TERMINAL_BUILD_STATES = [
-  'succeeded',
-  'failed',
-  'timed_out',
-  'node_failure',
-  'retry_limit',
-  'cancelled',
-] as const;
-export const ACTIVE_BUILD_STATES = ['queued', 'launching', 'running'] as const;
-export type BuildState = (typeof ACTIVE_BUILD_STATES)[number] | (typeof TERMINAL_BUILD_STATES)[number];
-
-export function isTerminal(state: BuildState): boolean {
-  return (TERMINAL_BUILD_STATES as readonly string[]).includes(state);
-}
+/** The states a build waits or works in; only these are in the state index. */
+export type ActiveBuildState = 'queued' | 'launching' | 'running';
 
 /** What the store itself needs to know about a build; the control plane keeps more fields. */
 export interface StoredBuild {
   buildId: string;
   buildsetId: string;
   state: BuildState;
-  /** Epoch ms the build (or its latest attempt) joined the queue: the FIFO order. */
-  queuedAt: number;
-  /** Epoch ms it became terminal; sets the TTL. */
+  /** Epoch seconds (fractions allowed) the build was created: the FIFO order of the queue. */
+  createdAt: number;
+  /** Epoch seconds it became terminal; sets the TTL. */
   finishedAt?: number;
   version: number;
 }
@@ -54,8 +43,9 @@ export interface StoredBuildset {
   buildsetId: string;
   project: string;
   change?: number;
+  /** Epoch seconds. */
   createdAt: number;
-  /** Set when the buildset is done with (reported, dropped, cancelled): sets the TTL. */
+  /** Epoch seconds the buildset was done with (reported, dropped, cancelled): sets the TTL. */
   closedAt?: number;
   version: number;
 }
@@ -82,14 +72,14 @@ export class Store {
   }
 
   /** Records an event key once; false when it was seen before (a duplicate delivery). */
-  async recordEvent(key: string, buildsetIds: readonly string[], nowMs: number): Promise<boolean> {
+  async recordEvent(key: string, buildsetIds: readonly string[], now: number): Promise<boolean> {
     return this.conditionalPut(
       {
         pk: `EVENT#${key}`,
         sk: 'EVENT',
         buildsetIds,
-        receivedAt: nowMs,
-        expiresAt: Math.floor(nowMs / 1000) + EVENT_TTL_SECONDS,
+        receivedAt: now,
+        expiresAt: Math.floor(now) + EVENT_TTL_SECONDS,
       },
       'attribute_not_exists(pk)',
     );
@@ -120,7 +110,7 @@ export class Store {
       item.gsi1pk = `change#${buildset.project}#${buildset.change}`;
       item.gsi1sk = `${pad(buildset.createdAt)}#${buildset.buildsetId}`;
     }
-    if (buildset.closedAt !== undefined) item.expiresAt = Math.floor(buildset.closedAt / 1000) + FINISHED_TTL_SECONDS;
+    if (buildset.closedAt !== undefined) item.expiresAt = Math.floor(buildset.closedAt) + FINISHED_TTL_SECONDS;
     return this.versionedPut(item, buildset.version);
   }
 
@@ -168,20 +158,16 @@ export class Store {
   async putBuild<T extends StoredBuild>(build: T): Promise<boolean> {
     const item: Record<string, unknown> = { ...(build as StoredBuild), pk: `BUILD#${build.buildId}`, sk: 'BUILD' };
     if (isTerminal(build.state)) {
-      const finished = build.finishedAt ?? build.queuedAt;
-      item.expiresAt = Math.floor(finished / 1000) + FINISHED_TTL_SECONDS;
+      item.expiresAt = Math.floor(build.finishedAt ?? build.createdAt) + FINISHED_TTL_SECONDS;
     } else {
       item.gsi1pk = `build#${build.state}`;
-      item.gsi1sk = `${pad(build.queuedAt)}#${build.buildId}`;
+      item.gsi1sk = `${pad(build.createdAt)}#${build.buildId}`;
     }
     return this.versionedPut(item, build.version);
   }
 
   /** Builds in a non-terminal state, oldest queued first (the FIFO of the concurrency limit). */
-  async buildsInState<T extends StoredBuild>(
-    state: (typeof ACTIVE_BUILD_STATES)[number],
-    limit?: number,
-  ): Promise<T[]> {
+  async buildsInState<T extends StoredBuild>(state: ActiveBuildState, limit?: number): Promise<T[]> {
     return this.queryAll<T>(
       {
         TableName: this.tableName,
@@ -194,7 +180,7 @@ export class Store {
     );
   }
 
-  async countBuildsInState(state: (typeof ACTIVE_BUILD_STATES)[number]): Promise<number> {
+  async countBuildsInState(state: ActiveBuildState): Promise<number> {
     let count = 0;
     let start: Record<string, unknown> | undefined;
     do {
@@ -258,9 +244,9 @@ function strip(item: Record<string, unknown>): Record<string, unknown> {
   return rest;
 }
 
-/** Zero-padded epoch ms, so the index sorts numerically. */
-function pad(ms: number): string {
-  return String(Math.max(0, Math.floor(ms))).padStart(15, '0');
+/** Zero-padded epoch milliseconds, so the index sorts numerically. */
+function pad(seconds: number): string {
+  return String(Math.max(0, Math.floor(seconds * 1000))).padStart(15, '0');
 }
 
 /** A one-time token: 256 random bits, URL-safe. Only its hash is stored. */

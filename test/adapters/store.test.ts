@@ -36,8 +36,8 @@ afterAll(async () => {
   await dynamo.close();
 });
 
-function build(id: string, queuedAt: number, state: Build['state'] = 'queued'): Build {
-  return { buildId: id, buildsetId: 'bs1', state, queuedAt, version: 0, jobName: 'pep8' };
+function build(id: string, createdAt: number, state: Build['state'] = 'queued'): Build {
+  return { buildId: id, buildsetId: 'bs1', state, createdAt, version: 0, jobName: 'pep8' };
 }
 
 describe('event dedupe', () => {
@@ -93,7 +93,7 @@ describe('versioned builds', () => {
     const queued = await store.buildsInState<Build>('queued');
     const ids = queued.map((b) => b.buildId).filter((id) => id.startsWith('fifo-'));
     expect(ids).toEqual(['fifo-a', 'fifo-b', 'fifo-c']);
-    expect((await store.buildsInState<Build>('queued', 1))[0]?.queuedAt).toBeLessThanOrEqual(100);
+    expect((await store.buildsInState<Build>('queued', 1))[0]?.createdAt).toBeLessThanOrEqual(100);
 
     const a = (await store.getBuild<Build>('fifo-a'))!;
     expect(await store.putBuild({ ...a, state: 'running', version: a.version + 1 })).toBe(true);
