@@ -1,0 +1,155 @@
+import type { Build } from '../../lambda/core/lifecycle';
+import { buildsetReview, renderReport, REVIEW_TAG, type FinishedBuild } from '../../lambda/core/report';
+
+const report = {
+  label: 'Verified',
+  footer: 'akanda-ci contact: https://wiki.openstack.org/wiki/ThirdPartySystems/Akanda_CI',
+  commentOnly: false,
+};
+
+function finished(jobName: string, state: Build['state'], extra: Partial<FinishedBuild> = {}): FinishedBuild {
+  return { jobName, voting: true, state, ...extra };
+}
+
+// The zuul-results-summary plugin's patterns, as documented in the Gerrit reference.
+const HEADER = /^Build (\w+) \((\w+) pipeline\)\.$/;
+const JOB_LINE = /^- (\S+) (https?:\/\/\S+) : ([A-Z_]+)( in ((\d+h )?(\d+m )?\d+s))?( \(non-voting\))?$/;
+
+describe('renderReport', () => {
+  it('renders the exact Zuul format with the footer last', () => {
+    const text = renderReport({
+      pipeline: 'check',
+      succeeded: true,
+      footer: report.footer,
+      jobs: [
+        {
+          jobName: 'pep8',
+          voting: true,
+          result: 'SUCCESS',
+          url: 'https://logs.example/54/654/2/check/pep8/ab12/',
+          elapsedSeconds: 723,
+        },
+        {
+          jobName: 'dsvm-tempest-akanda',
+          voting: false,
+          result: 'FAILURE',
+          url: 'https://logs.example/54/654/2/check/dsvm-tempest-akanda/cd34/',
+          elapsedSeconds: 3723,
+        },
+        { jobName: 'py27', voting: true, result: 'SUCCESS', url: 'https://logs.example/py27/', elapsedSeconds: 7 },
+      ],
+    });
+    expect(text).toBe(
+      [
+        'Build succeeded (check pipeline).',
+        '',
+        '- pep8 https://logs.example/54/654/2/check/pep8/ab12/ : SUCCESS in 12m 03s',
+        '- dsvm-tempest-akanda https://logs.example/54/654/2/check/dsvm-tempest-akanda/cd34/ : FAILURE in 1h 02m 03s (non-voting)',
+        '- py27 https://logs.example/py27/ : SUCCESS in 7s',
+        '',
+        'akanda-ci contact: https://wiki.openstack.org/wiki/ThirdPartySystems/Akanda_CI',
+      ].join('\n'),
+    );
+    const lines = text.split('\n');
+    expect(lines[0]).toMatch(HEADER);
+    expect(lines.slice(2, 5).every((line) => JOB_LINE.test(line))).toBe(true);
+  });
+
+  it('leaves out what a job does not have and an empty footer', () => {
+    const text = renderReport({
+      pipeline: 'gate',
+      succeeded: false,
+      footer: '  ',
+      jobs: [{ jobName: 'dsvm-tempest-akanda', voting: true, result: 'NODE_FAILURE' }],
+    });
+    expect(text).toBe('Build failed (gate pipeline).\n\n- dsvm-tempest-akanda : NODE_FAILURE');
+  });
+
+  it('never lets a URL or footer inject extra lines', () => {
+    const text = renderReport({
+      pipeline: 'check',
+      succeeded: false,
+      footer: 'contact\nBuild succeeded (check pipeline).',
+      jobs: [{ jobName: 'pep8', voting: true, result: 'FAILURE', url: 'https://x/\n- fake https://y : SUCCESS' }],
+    });
+    expect(text.split('\n')).toEqual([
+      'Build failed (check pipeline).',
+      '',
+      '- pep8 : FAILURE',
+      '',
+      'contact Build succeeded (check pipeline).',
+    ]);
+  });
+});
+
+describe('buildsetReview', () => {
+  it('votes +1 when every voting build succeeded, whatever the non-voting ones did', () => {
+    const review = buildsetReview(
+      'check',
+      [
+        finished('pep8', 'succeeded', { elapsedSeconds: 60, logUrl: 'https://logs.example/pep8/' }),
+        finished('dsvm-tempest-akanda', 'timed_out', { voting: false, elapsedSeconds: 9600 }),
+      ],
+      report,
+    );
+    expect(review).toEqual({
+      message: [
+        'Build succeeded (check pipeline).',
+        '',
+        '- pep8 https://logs.example/pep8/ : SUCCESS in 1m 00s',
+        '- dsvm-tempest-akanda : TIMED_OUT in 2h 40m 00s (non-voting)',
+        '',
+        report.footer,
+      ].join('\n'),
+      labels: { Verified: 1 },
+      tag: REVIEW_TAG,
+    });
+  });
+
+  it.each([
+    ['failed', 'FAILURE'],
+    ['timed_out', 'TIMED_OUT'],
+    ['node_failure', 'NODE_FAILURE'],
+    ['retry_limit', 'RETRY_LIMIT'],
+  ] as const)('votes -1 when a voting build ends %s, reported as %s', (state, result) => {
+    const review = buildsetReview('check', [finished('pep8', 'succeeded'), finished('py27', state)], report);
+    expect(review?.labels).toEqual({ Verified: -1 });
+    expect(review?.message.split('\n')).toEqual([
+      'Build failed (check pipeline).',
+      '',
+      '- pep8 : SUCCESS',
+      `- py27 : ${result}`,
+      '',
+      report.footer,
+    ]);
+  });
+
+  it('reports ERROR for a failed build whose node said ERROR', () => {
+    const review = buildsetReview('gate', [finished('pep8', 'failed', { result: 'ERROR' })], report);
+    expect(review?.message).toContain('- pep8 : ERROR');
+  });
+
+  it('uses the configured label and never a value other than +1/-1', () => {
+    const review = buildsetReview('check', [finished('pep8', 'failed')], { ...report, label: 'Verified-Akanda' });
+    expect(review?.labels).toEqual({ 'Verified-Akanda': -1 });
+  });
+
+  it('comments without a vote when commentOnly or when no job votes', () => {
+    const commentOnly = buildsetReview('check', [finished('pep8', 'failed')], { ...report, commentOnly: true });
+    expect(commentOnly).toEqual({ message: expect.stringContaining('Build failed'), tag: REVIEW_TAG });
+    expect(commentOnly).not.toHaveProperty('labels');
+    const nonVoting = buildsetReview('check', [finished('pep8', 'failed', { voting: false })], report);
+    expect(nonVoting).not.toHaveProperty('labels');
+    expect(nonVoting?.message.startsWith('Build succeeded (check pipeline).')).toBe(true);
+  });
+
+  it('gives nothing while a build runs and nothing for a cancelled buildset', () => {
+    expect(buildsetReview('check', [finished('pep8', 'succeeded'), finished('py27', 'running')], report)).toBe(
+      undefined,
+    );
+    expect(buildsetReview('check', [finished('pep8', 'succeeded'), finished('py27', 'cancelled')], report)).toBe(
+      undefined,
+    );
+    expect(buildsetReview('check', [], report)).toBe(undefined);
+  });
+});
