@@ -1,4 +1,8 @@
 #!/usr/bin/env node
-// The `akanda-ci` command: runs the TypeScript CLI through tsx so `npx akanda-ci` works right after `npm ci`.
+// The `akanda-ci` command: runs the TypeScript CLI through tsx so `npx akanda-ci ...` works right after `npm ci`.
+// Both hooks: cli.ts loads its subcommands with dynamic import(), which goes through the ESM loader.
 require('tsx/cjs');
-require('./cli.ts');
+import('tsx/esm/api').then(({ register }) => {
+  register();
+  require('./cli.ts');
+});

@@ -8,6 +8,7 @@
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { durationSeconds, DURATION_PATTERN } from './duration';
+import { nameProblem } from './names';
 
 const nonEmpty = z.string().min(1, { message: 'must not be empty' });
 
@@ -63,9 +64,9 @@ const jobSchema = z.strictObject({
   node: nonEmpty,
   timeout: duration.default('60m'),
   voting: z.boolean().default(true),
-  /** Run only when a changed file matches one of these regexes. */
+  /** Run only when a changed file matches one of these regexes (matched from the start of the path, as in Zuul). */
   files: z.array(regexSource).optional(),
-  /** Skip when every changed file matches one of these regexes. */
+  /** Skip when every changed file matches one of these regexes (from the start of the path). */
   'irrelevant-files': z.array(regexSource).optional(),
   /** Whether the job needs the appliance image (built from source or prebuilt). */
   needsImage: z.boolean().default(false),
@@ -97,7 +98,10 @@ const applianceSchema = z.strictObject({
   /** Image URL per stable branch, e.g. {"stable/kilo": "https://.../akanda-appliance-stable-kilo.qcow2"}. */
   pinnedImages: z.record(z.string(), httpUrl).default({}),
   /** File name of the rolling image in the image store. */
-  latestImageName: nonEmpty.default('akanda-appliance-latest.qcow2'),
+  latestImageName: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { message: 'expected a file name of letters, digits, ".", "_" and "-"' })
+    .default('akanda-appliance-latest.qcow2'),
 });
 
 const pipelinesSchema = z.strictObject({
@@ -145,7 +149,10 @@ export const configSchema = z
     gerrit: gerritSchema,
     projects: z.array(projectSchema).min(1, { message: 'expected at least one project' }),
     jobs: z.array(jobSchema).min(1, { message: 'expected at least one job' }),
-    nodes: z.record(z.string().regex(/^[a-z][a-z0-9-]*$/), nodeLabelSchema),
+    nodes: z.record(
+      z.string().regex(/^[a-z][a-z0-9-]*$/, { message: 'expected a node label of lowercase letters, digits and "-"' }),
+      nodeLabelSchema,
+    ),
     appliance: applianceSchema.default(() => applianceSchema.parse({})),
     pipelines: pipelinesSchema.default(() => pipelinesSchema.parse({})),
     report: reportSchema.default(() => reportSchema.parse({})),
@@ -166,6 +173,9 @@ export const configSchema = z
           message: `unknown node label "${job.node}" (known: ${Object.keys(config.nodes).join(', ') || 'none'})`,
         });
       }
+      if (DURATION_PATTERN.test(job.timeout) && durationSeconds(job.timeout) === 0) {
+        ctx.addIssue({ code: 'custom', path: ['jobs', i, 'timeout'], message: 'must be longer than 0s' });
+      }
       checkRegexes(ctx, job.files, ['jobs', i, 'files']);
       checkRegexes(ctx, job['irrelevant-files'], ['jobs', i, 'irrelevant-files']);
     });
@@ -175,6 +185,7 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: ['projects', i, 'name'], message: `duplicate project "${project.name}"` });
       }
       projectNames.add(project.name);
+      checkName(ctx, 'project', project.name, ['projects', i, 'name']);
       checkRegexes(ctx, project.branches, ['projects', i, 'branches']);
       for (const pipeline of ['check', 'gate', 'post'] as const) {
         project[pipeline].forEach((name, j) => {
@@ -185,6 +196,10 @@ export const configSchema = z
       }
     });
     checkRegexes(ctx, [config.pipelines.recheckRegex], ['pipelines', 'recheckRegex'], true);
+    config.appliance.projects.forEach((name, i) => checkName(ctx, 'project', name, ['appliance', 'projects', i]));
+    for (const branch of Object.keys(config.appliance.pinnedImages)) {
+      checkName(ctx, 'branch', branch, ['appliance', 'pinnedImages', branch]);
+    }
   });
 
 /** The validated config, defaults filled in. */
@@ -200,6 +215,12 @@ export const PIPELINES: readonly PipelineName[] = ['check', 'gate', 'post'];
 /** A config file that cannot be used; the message names the file and the path of the bad key. */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
+}
+
+/** Names here must be names Gerrit events can carry, or they would never match one. */
+function checkName(ctx: z.RefinementCtx, kind: 'project' | 'branch', value: string, path: PropertyKey[]) {
+  const problem = nameProblem(kind, value);
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', path, message: `${kind} name ${problem}` });
 }
 
 function checkRegexes(
@@ -232,18 +253,53 @@ export function formatIssuePath(path: readonly PropertyKey[]): string {
   return out || '(root)';
 }
 
+/** What a YAML reader calls the value it found, for "expected a list, got a string". */
+function describeYamlValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  if (typeof value === 'string') return 'a string';
+  if (typeof value === 'number') return 'a number';
+  if (typeof value === 'boolean') return 'true/false';
+  return typeof value;
+}
+
+const EXPECTED_TYPE_NAMES: Readonly<Record<string, string>> = {
+  object: 'a mapping',
+  record: 'a mapping',
+  array: 'a list',
+  string: 'a string',
+  number: 'a number',
+  int: 'an integer',
+  boolean: 'true or false',
+};
+
+/** One `path: message` line per problem, in words a YAML author uses (zod's defaults name JS types). */
+function describeIssue(issue: z.core.$ZodIssue): { path: PropertyKey[]; message: string }[] {
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      return issue.keys.map((key) => ({ path: [...issue.path, key], message: 'unknown key' }));
+    case 'invalid_type':
+      if (issue.input === undefined) return [{ path: issue.path, message: 'required' }];
+      if (issue.message.startsWith('Invalid input')) {
+        const expected = EXPECTED_TYPE_NAMES[issue.expected] ?? issue.expected;
+        return [{ path: issue.path, message: `expected ${expected}, got ${describeYamlValue(issue.input)}` }];
+      }
+      return [{ path: issue.path, message: issue.message }];
+    case 'invalid_key':
+      return [{ path: issue.path, message: issue.issues[0]?.message ?? 'invalid key' }];
+    default:
+      return [{ path: issue.path, message: issue.message }];
+  }
+}
+
 /** Validates an already-parsed document. Throws ConfigError listing every problem, one per line. */
 export function validateConfig(document: unknown, source = 'config'): Config {
-  const result = configSchema.safeParse(document);
+  const result = configSchema.safeParse(document, { reportInput: true });
   if (result.success) return result.data;
-  const lines = result.error.issues.map((issue) => {
-    const path =
-      issue.code === 'unrecognized_keys'
-        ? formatIssuePath([...issue.path, issue.keys[0] ?? ''])
-        : formatIssuePath(issue.path);
-    const message = issue.code === 'unrecognized_keys' ? `unknown key` : issue.message;
-    return `${source}: ${path}: ${message}`;
-  });
+  const lines = result.error.issues
+    .flatMap(describeIssue)
+    .map(({ path, message }) => `${source}: ${formatIssuePath(path)}: ${message}`);
   throw new ConfigError(lines.join('\n'));
 }
 

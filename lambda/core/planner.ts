@@ -172,6 +172,7 @@ function planComment(
   event: Extract<GerritEvent, { type: 'comment-added' }>,
   inputs: PlanInputs,
 ): Plan {
+  if (!findProject(config, event.change.project)) return unwatched(event.change.project);
   if (event.author?.username !== undefined && event.author.username === config.gerrit.username) {
     return nothing('comment by the CI account itself');
   }
