@@ -295,10 +295,11 @@ export function changeNumberFromUrl(url: string, allowedHosts: readonly string[]
   }
   if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') return undefined;
   if (!allowedHosts.some((host) => host.toLowerCase() === parsed.host.toLowerCase())) return undefined;
-  const path = `${parsed.pathname}${parsed.hash.replace(/^#/, '')}`;
+  // `/#/c/123/` (the old UI) keeps its path in the fragment.
+  const path = `${parsed.pathname}/${parsed.hash.replace(/^#/, '')}`.replace(/\/{2,}/g, '/');
   const match =
-    /\/\+\/([1-9][0-9]{0,9})(?:\/[0-9]*)?\/?$/.exec(path) ??
-    /^(?:\/[^/]+)*?\/(?:c\/)?([1-9][0-9]{0,9})(?:\/[0-9]*)?\/?$/.exec(path);
+    /^\/c\/[^+]+\/\+\/([1-9][0-9]{0,9})(?:\/[0-9]*)?\/?$/.exec(path) ??
+    /^\/(?:c\/)?([1-9][0-9]{0,9})(?:\/[0-9]*)?\/?$/.exec(path);
   if (!match) return undefined;
   const number = Number(match[1]);
   return Number.isSafeInteger(number) ? number : undefined;
@@ -552,12 +553,22 @@ export class GerritClient {
 
   private transportError(method: string, path: string, error: unknown, signal: AbortSignal): GerritError {
     if (signal.aborted) return new GerritError('timeout', method, path, `no answer within ${this.timeoutMs} ms`);
-    // undici puts the useful part (ECONNREFUSED, ...) in `cause`; neither carries our headers.
-    const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error;
-    const code = (cause as { code?: unknown }).code;
-    const detail = typeof code === 'string' ? code : cause instanceof Error ? cause.message : String(cause);
-    return new GerritError('network', method, path, `network error: ${oneLine(detail, 120)}`);
+    return new GerritError('network', method, path, `network error: ${oneLine(networkDetail(error), 120)}`);
   }
+}
+
+/**
+ * undici's `fetch failed` hides the useful part (ECONNREFUSED, ...) in `cause`. Read it by shape:
+ * errors from another realm (jest's sandbox) fail `instanceof`. Neither part carries our headers.
+ */
+function networkDetail(error: unknown): string {
+  const cause = (error as { cause?: unknown } | undefined)?.cause;
+  for (const candidate of [cause, (cause as { errors?: unknown[] } | undefined)?.errors?.[0], error]) {
+    const code = (candidate as { code?: unknown } | undefined)?.code;
+    if (typeof code === 'string') return code;
+  }
+  const message = (cause as { message?: unknown } | undefined)?.message ?? (error as { message?: unknown })?.message;
+  return typeof message === 'string' ? message : 'unknown';
 }
 
 class ResponseTooLarge extends Error {}
