@@ -85,6 +85,14 @@ export class Store {
     );
   }
 
+  /** Whether an event key was recorded (the fast path for repeats). */
+  async eventSeen(key: string): Promise<boolean> {
+    const out = await this.doc.send(
+      new GetCommand({ TableName: this.tableName, Key: { pk: `EVENT#${key}`, sk: 'EVENT' }, ConsistentRead: true }),
+    );
+    return out.Item !== undefined;
+  }
+
   async getBuildset<T extends StoredBuildset>(buildsetId: string): Promise<T | undefined> {
     const out = await this.doc.send(
       new GetCommand({

@@ -42,7 +42,9 @@ function build(id: string, createdAt: number, state: Build['state'] = 'queued'):
 
 describe('event dedupe', () => {
   it('accepts an event key once', async () => {
+    expect(await store.eventSeen('k1')).toBe(false);
     expect(await store.recordEvent('k1', ['bs1'], 1000)).toBe(true);
+    expect(await store.eventSeen('k1')).toBe(true);
     expect(await store.recordEvent('k1', ['bs2'], 2000)).toBe(false);
     expect(await store.recordEvent('k2', [], 2000)).toBe(true);
   });

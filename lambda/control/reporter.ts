@@ -1,0 +1,142 @@
+/**
+ * The reporter: when every build of a buildset is terminal, post exactly one review.
+ *
+ * Exactly-once, as far as HTTP allows: before each POST the reporter wins a conditional write
+ * (`reportAttempts` + 1 on the version it read), so of two concurrent deliveries only one posts;
+ * after the POST it writes `reported` (or `dropped` on 409, or `dead_lettered`). The remaining
+ * window: a crash after Gerrit accepted the POST and before `reported` is written makes the
+ * redelivered message post again (at most one duplicate per crash, milliseconds wide).
+ *
+ * Retries: 5xx, 429, timeouts and network errors are retried with growing delays (the policy in
+ * ports, by default the Gerrit client's: 2 s, 4 s, 8 s ... 5 min, > 30 min in all), then the
+ * report is dead-lettered with an error log (the alarm's metric filter). 409 (change closed) is
+ * logged and dropped; other 4xx are dead-lettered at once.
+ */
+import { buildsetOutcome } from '../core/lifecycle';
+import { buildsetReview } from '../core/report';
+import { describe } from './ingest';
+import type { ControlPorts } from './ports';
+import type { BuildRecord, BuildsetRecord, BuildsetState } from './records';
+
+export type ReportStep = { kind: 'done' } | { kind: 'retry'; delaySeconds: number };
+
+const DONE: ReportStep = { kind: 'done' };
+
+export async function reportBuildset(ports: ControlPorts, buildsetId: string): Promise<ReportStep> {
+  for (;;) {
+    const buildset = await ports.store.getBuildset<BuildsetRecord>(buildsetId);
+    if (!buildset || (buildset.state !== 'scheduled' && buildset.state !== 'reporting')) return DONE;
+    const builds = await ports.store.getBuilds<BuildRecord>(buildset.buildIds);
+    if (builds.length !== buildset.buildIds.length) return DONE;
+    const outcome = buildsetOutcome(builds, { commentOnly: ports.config.report.commentOnly });
+    if (!outcome.complete) return DONE;
+    if (!outcome.report) {
+      if (await close(ports, buildset, 'cancelled', outcome.why)) return DONE;
+      continue;
+    }
+    const now = ports.now();
+    if (buildset.nextReportAt !== undefined && now < buildset.nextReportAt) {
+      // Another delivery (an early duplicate) while a retry is scheduled: that retry owns the report.
+      return DONE;
+    }
+    if (buildset.change === undefined || !buildset.changeId) {
+      // Post-merge buildsets have no change to vote on; their result is in the logs and this line.
+      if (await close(ports, buildset, 'reported', `post buildset ${outcome.succeeded ? 'succeeded' : 'failed'}`)) {
+        return DONE;
+      }
+      continue;
+    }
+
+    const attempt = (buildset.reportAttempts ?? 0) + 1;
+    const claimed: BuildsetRecord = {
+      ...buildset,
+      state: 'reporting',
+      reportAttempts: attempt,
+      nextReportAt: undefined,
+      version: buildset.version + 1,
+    };
+    if (!(await ports.store.putBuildset(claimed))) continue;
+
+    const ordered = [...builds].sort((a, b) => a.createdAt - b.createdAt);
+    const review = buildsetReview(buildset.pipeline, ordered, ports.config.report);
+    if (!review) return DONE;
+    const result = await ports.gerrit.postReview(
+      { project: buildset.project, branch: buildset.branch, changeId: buildset.changeId },
+      buildset.revision,
+      review,
+    );
+    const fields = { buildsetId, attempt, change: buildset.change, patchset: buildset.patchset };
+    switch (result.kind) {
+      case 'posted':
+        ports.logger.info(`buildset ${buildsetId}: review posted (${describe(buildset)}, ${voteText(review)})`, {
+          ...fields,
+          labels: review.labels,
+        });
+        await settle(ports, buildsetId, 'reported');
+        return DONE;
+      case 'dropped':
+        ports.logger.warn(`buildset ${buildsetId}: review dropped, change closed (${result.reason})`, fields);
+        await settle(ports, buildsetId, 'dropped', result.reason);
+        return DONE;
+      case 'failed':
+        ports.logger.error(`buildset ${buildsetId}: review dead-lettered (${result.reason})`, fields);
+        await settle(ports, buildsetId, 'dead_lettered', result.reason);
+        return DONE;
+      case 'retryable': {
+        if (attempt >= ports.reportRetry.maxAttempts) {
+          ports.logger.error(
+            `buildset ${buildsetId}: review dead-lettered after ${attempt} attempts (${result.reason})`,
+            fields,
+          );
+          await settle(ports, buildsetId, 'dead_lettered', result.reason);
+          return DONE;
+        }
+        const delaySeconds = ports.reportRetry.delaySeconds(attempt, result.retryAfterSeconds);
+        ports.logger.warn(`buildset ${buildsetId}: review attempt ${attempt} failed, retry in ${delaySeconds}s`, {
+          ...fields,
+          reason: result.reason,
+        });
+        await settle(ports, buildsetId, 'reporting', undefined, ports.now() + delaySeconds);
+        return { kind: 'retry', delaySeconds };
+      }
+    }
+  }
+}
+
+function voteText(review: { labels?: Record<string, number> }): string {
+  const entries = Object.entries(review.labels ?? {});
+  return entries.length === 0 ? 'no vote' : entries.map(([k, v]) => `${k} ${v > 0 ? '+' : ''}${v}`).join(', ');
+}
+
+async function close(ports: ControlPorts, buildset: BuildsetRecord, state: BuildsetState, reason: string) {
+  const closed: BuildsetRecord = { ...buildset, state, reason, closedAt: ports.now(), version: buildset.version + 1 };
+  const won = await ports.store.putBuildset(closed);
+  if (won) ports.logger.info(`buildset ${buildset.buildsetId}: ${buildset.state} -> ${state} (${reason})`);
+  return won;
+}
+
+/** Records the outcome of the POST this invocation made (it holds the latest version unless raced). */
+async function settle(
+  ports: ControlPorts,
+  buildsetId: string,
+  state: BuildsetState,
+  reason?: string,
+  nextReportAt?: number,
+): Promise<void> {
+  for (let race = 0; race < 10; race++) {
+    const buildset = await ports.store.getBuildset<BuildsetRecord>(buildsetId);
+    if (!buildset) return;
+    const next: BuildsetRecord = {
+      ...buildset,
+      state,
+      ...(reason !== undefined ? { reason } : {}),
+      nextReportAt,
+      ...(state === 'reporting' ? {} : { closedAt: ports.now() }),
+      version: buildset.version + 1,
+    };
+    if (await ports.store.putBuildset(next)) {
+      if (state !== 'reporting') ports.logger.info(`buildset ${buildsetId}: reporting -> ${state}`);
+      return;
+    }
+  }
+}

@@ -1,0 +1,250 @@
+/**
+ * The scheduler: turns a recorded buildset into builds and builds into nodes.
+ *
+ * 1. Supersede: a new patchset cancels the older patchsets' check buildsets (their nodes are
+ *    terminated; a buildset with a cancelled build is never reported, so no vote for them).
+ * 2. Resolve the changed files and `Depends-On` through Gerrit REST and re-plan with the core.
+ * 3. Create the builds (ids derived from buildset and job, so a retried message re-creates nothing).
+ * 4. Launch queued builds, oldest first, while fewer than `limits.maxConcurrentNodes` are out.
+ *
+ * It must run one at a time (SQS -> Lambda with reserved concurrency 1; one in-process consumer
+ * locally): the concurrency limit is counted, not reserved.
+ */
+import { createHash } from 'node:crypto';
+import { logKeyPrefix, type LogLocation } from '../adapters/artifacts';
+import { DependencyError, GerritError } from '../adapters/gerrit-client';
+import { hashToken, newToken } from '../adapters/store';
+import { durationSeconds } from '../core/duration';
+import { launchEvent } from '../adapters/fleet';
+import { launchableAt, newBuild } from '../core/lifecycle';
+import { planEvent, type PlanInputs, type ResolvedDependency, type TriggeredBuildset } from '../core/planner';
+import { applyBuildEvent } from './builds';
+import { describe } from './ingest';
+import type { ControlPorts, ScheduleMessage } from './ports';
+import type { BuildRecord, BuildsetRecord } from './records';
+
+type Supersede = { project: string; change: number; belowPatchset: number };
+
+export async function handleScheduleMessage(ports: ControlPorts, message: ScheduleMessage): Promise<void> {
+  if (message.kind === 'buildset' || message.kind === 'supersede') {
+    for (const supersede of message.supersedes) await cancelSuperseded(ports, supersede);
+  }
+  if (message.kind === 'buildset') await scheduleBuildset(ports, message.buildsetId);
+  await launchQueued(ports);
+}
+
+async function cancelSuperseded(ports: ControlPorts, supersede: Supersede): Promise<void> {
+  const buildsets = await ports.store.buildsetsOfChange<BuildsetRecord>(supersede.project, supersede.change);
+  for (const buildset of buildsets) {
+    if (buildset.pipeline !== 'check' || (buildset.patchset ?? 0) >= supersede.belowPatchset) continue;
+    await cancelBuildset(ports, buildset.buildsetId, `superseded by patchset ${supersede.belowPatchset}`);
+  }
+}
+
+/** Marks a pending or scheduled buildset cancelled, then cancels its builds (terminating their nodes). */
+export async function cancelBuildset(ports: ControlPorts, buildsetId: string, reason: string): Promise<void> {
+  for (;;) {
+    const buildset = await ports.store.getBuildset<BuildsetRecord>(buildsetId);
+    if (!buildset || (buildset.state !== 'pending' && buildset.state !== 'scheduled')) return;
+    const cancelled: BuildsetRecord = {
+      ...buildset,
+      state: 'cancelled',
+      reason,
+      closedAt: ports.now(),
+      version: buildset.version + 1,
+    };
+    if (!(await ports.store.putBuildset(cancelled))) continue;
+    ports.logger.info(`buildset ${buildsetId}: ${buildset.state} -> cancelled (${reason})`, {
+      buildsetId,
+      from: buildset.state,
+      to: 'cancelled',
+      reason,
+    });
+    for (const buildId of buildset.buildIds) await applyBuildEvent(ports, buildId, { type: 'cancel', reason });
+    return;
+  }
+}
+
+async function scheduleBuildset(ports: ControlPorts, buildsetId: string): Promise<void> {
+  const buildset = await ports.store.getBuildset<BuildsetRecord>(buildsetId);
+  if (!buildset || buildset.state !== 'pending') return;
+
+  // Events can arrive out of order: a newer patchset's check buildset already supersedes this one.
+  if (buildset.pipeline === 'check' && buildset.change !== undefined) {
+    const siblings = await ports.store.buildsetsOfChange<BuildsetRecord>(buildset.project, buildset.change);
+    const newer = siblings.find((b) => b.pipeline === 'check' && (b.patchset ?? 0) > (buildset.patchset ?? 0));
+    if (newer) {
+      await cancelBuildset(ports, buildsetId, `superseded by patchset ${newer.patchset ?? '?'}`);
+      return;
+    }
+  }
+
+  const triggered = await replan(ports, buildset);
+  const jobs = triggered?.jobs ?? [];
+  const now = ports.now();
+  if (!triggered || jobs.length === 0) {
+    const skipped: BuildsetRecord = {
+      ...buildset,
+      state: 'skipped',
+      reason: 'no job matches the changed files',
+      closedAt: now,
+      version: buildset.version + 1,
+    };
+    if (await ports.store.putBuildset(skipped)) {
+      ports.logger.info(`buildset ${buildsetId}: pending -> skipped (no job to run)`, { buildsetId });
+    }
+    return;
+  }
+
+  const graceSeconds = durationSeconds(ports.config.limits.timeoutGrace);
+  const builds = jobs.map((job, index): BuildRecord => {
+    const buildId = createHash('sha256').update(`${buildsetId}:${job.name}`).digest('hex').slice(0, 20);
+    const location: LogLocation =
+      triggered.pipeline === 'post' || triggered.change === undefined || triggered.patchset === undefined
+        ? { pipeline: 'post', project: triggered.project, revision: triggered.revision, job: job.name, buildId }
+        : {
+            pipeline: triggered.pipeline,
+            change: triggered.change,
+            patchset: triggered.patchset,
+            job: job.name,
+            buildId,
+          };
+    const prefix = logKeyPrefix(location);
+    return {
+      ...newBuild(
+        {
+          buildId,
+          buildsetId,
+          jobName: job.name,
+          nodeLabel: job.node,
+          voting: job.voting,
+          timeoutSeconds: job.timeoutSeconds,
+          graceSeconds,
+          maxAttempts: ports.config.limits.maxAttempts,
+        },
+        // Microseconds apart keep the FIFO in job order within one buildset.
+        now + index / 1e6,
+      ),
+      version: 0,
+      run: job.run,
+      imageMode: job.imageMode,
+      ...(job.imageUrl !== undefined ? { imageUrl: job.imageUrl } : {}),
+      ...(job.imageUnavailable !== undefined ? { imageUnavailable: job.imageUnavailable } : {}),
+      publishesImage: job.publishesImage,
+      logKeyPrefix: prefix,
+      logUrl: ports.artifacts.publicUrl(prefix),
+    };
+  });
+  for (const build of builds) await ports.store.putBuild(build);
+
+  const dependencies = buildset.dependencies ?? [];
+  const scheduled: BuildsetRecord = {
+    ...buildset,
+    state: 'scheduled',
+    buildIds: builds.map((b) => b.buildId),
+    repositories: [
+      { project: triggered.project, ref: triggered.ref, revision: triggered.revision },
+      ...dependencies.map((d) => ({ project: d.project, ref: d.ref, revision: d.revision })),
+    ],
+    version: buildset.version + 1,
+  };
+  if (await ports.store.putBuildset(scheduled)) {
+    ports.logger.info(`buildset ${buildsetId}: pending -> scheduled (${describe(buildset)}: ${jobs.length} builds)`, {
+      buildsetId,
+      from: 'pending',
+      to: 'scheduled',
+      builds: builds.map((b) => ({ buildId: b.buildId, job: b.jobName })),
+    });
+  }
+}
+
+/** Re-plans the stored event with what only Gerrit REST knows. Unreachable Gerrit: plan without it. */
+async function replan(ports: ControlPorts, buildset: BuildsetRecord): Promise<TriggeredBuildset | undefined> {
+  const raw: unknown = JSON.parse(buildset.eventJson);
+  const first = planEvent(ports.config, raw, basicInputs(ports));
+  const original = first.triggered[buildset.triggerIndex];
+  if (!original || buildset.change === undefined) return original;
+
+  const inputs: PlanInputs = { ...basicInputs(ports) };
+  const locator = buildset.changeId
+    ? { project: buildset.project, branch: buildset.branch, changeId: buildset.changeId }
+    : buildset.change;
+  try {
+    inputs.changedFiles = await ports.gerrit.getChangedFiles(locator, buildset.revision);
+  } catch (error) {
+    ports.logger.warn(`buildset ${buildset.buildsetId}: changed files unknown, running every job`, {
+      buildsetId: buildset.buildsetId,
+      error: errorText(error),
+    });
+  }
+  const dependencies: ResolvedDependency[] = [];
+  for (const footer of original.dependsOn) {
+    const reference = footer.form === 'url' ? { url: footer.url } : { changeId: footer.changeId };
+    try {
+      const resolution = await ports.gerrit.resolveDependency(reference, buildset.branch);
+      dependencies.push(...resolution.open);
+    } catch (error) {
+      if (!(error instanceof DependencyError) && !(error instanceof GerritError)) throw error;
+      ports.logger.warn(`buildset ${buildset.buildsetId}: Depends-On not resolved`, {
+        buildsetId: buildset.buildsetId,
+        error: errorText(error),
+      });
+    }
+  }
+  if (dependencies.length > 0) inputs.dependencies = dependencies;
+  buildset.dependencies = dependencies;
+  const plan = planEvent(ports.config, raw, inputs);
+  return plan.triggered.find((t) => t.pipeline === buildset.pipeline && t.project === buildset.project);
+}
+
+function basicInputs(ports: ControlPorts): PlanInputs {
+  return ports.imageBaseUrl ? { imageBaseUrl: ports.imageBaseUrl } : {};
+}
+
+/** Launches queued builds, oldest first, while under the node limit. */
+export async function launchQueued(ports: ControlPorts): Promise<void> {
+  const limit = ports.config.limits.maxConcurrentNodes;
+  const out = (await ports.store.countBuildsInState('launching')) + (await ports.store.countBuildsInState('running'));
+  let free = limit - out;
+  if (free <= 0) return;
+  const queued = await ports.store.buildsInState<BuildRecord>('queued');
+  for (const candidate of queued) {
+    if (free <= 0) return;
+    if (launchableAt(candidate) > ports.now()) continue;
+    const claimToken = newToken();
+    const applied = await applyBuildEvent(ports, candidate.buildId, { type: 'launch_requested' }, (next) => ({
+      ...next,
+      claimTokenHash: hashToken(claimToken),
+      resultTokenHash: undefined,
+    }));
+    const launch = applied.commands.find((c) => c.type === 'launch');
+    if (!applied.changed || !launch || launch.type !== 'launch') continue;
+    free--;
+    let event;
+    try {
+      const outcome = await ports.fleet.launch({
+        buildId: launch.buildId,
+        launchSeq: launch.launchSeq,
+        nodeLabel: launch.nodeLabel,
+        claimToken,
+      });
+      event = launchEvent(outcome, launch.launchSeq);
+    } catch (error) {
+      event = {
+        type: 'launch_failed' as const,
+        launchSeq: launch.launchSeq,
+        reason: errorText(error),
+        retryable: true,
+      };
+    }
+    const after = await applyBuildEvent(ports, launch.buildId, event);
+    if (event.type === 'launch_failed') {
+      ports.logger.warn(`build ${launch.buildId}: launch failed`, { buildId: launch.buildId, reason: event.reason });
+      if (after.build?.state === 'queued') free++;
+    }
+  }
+}
+
+function errorText(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).slice(0, 300);
+}
