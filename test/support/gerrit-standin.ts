@@ -265,27 +265,51 @@ export class GerritStandin {
 
   /** Resolves with the accepted reviews once there are at least `count` (of one change if given). */
   async waitForReviews(count: number, options: { change?: number; timeoutMs?: number } = {}) {
+    const timeoutMs = options.timeoutMs ?? 60_000;
     const matching = () =>
       this.reviews.filter((r) => options.change === undefined || r.changeNumber === options.change);
-    const timeoutMs = options.timeoutMs ?? 60_000;
-    return new Promise<RecordedReview[]>((resolve, reject) => {
-      const check = () => {
+    return this.waitFor(
+      () => {
         const found = matching();
-        if (found.length < count) return;
+        return found.length >= count ? found : undefined;
+      },
+      timeoutMs,
+      () => {
+        const seen = this.reviewPosts.map((r) => `${r.changeNumber},${r.patchset}: HTTP ${r.status}`).join('; ');
+        return `waited ${timeoutMs} ms for ${count} accepted review(s); review POSTs seen: ${seen || 'none'}`;
+      },
+    );
+  }
+
+  /** Resolves once the stand-in has answered (or started hanging on) at least `count` requests in all. */
+  async waitForRequests(count: number, timeoutMs = 60_000): Promise<RecordedRequest[]> {
+    return this.waitFor(
+      () => (this.requests.length >= count ? this.requests : undefined),
+      timeoutMs,
+      () => `waited ${timeoutMs} ms for ${count} request(s); saw ${this.requests.length}`,
+    );
+  }
+
+  private waitFor<T>(ready: () => T | undefined, timeoutMs: number, explain: () => string): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const check = () => {
+        const value = ready();
+        if (value === undefined) return;
         clearTimeout(timer);
         this.waiters.delete(check);
-        resolve(found);
+        resolve(value);
       };
       const timer = setTimeout(() => {
         this.waiters.delete(check);
-        const seen = this.reviewPosts.map((r) => `${r.changeNumber},${r.patchset}: HTTP ${r.status}`).join('; ');
-        reject(
-          new Error(`waited ${timeoutMs} ms for ${count} accepted review(s); review POSTs seen: ${seen || 'none'}`),
-        );
+        reject(new Error(explain()));
       }, timeoutMs);
       this.waiters.add(check);
       check();
     });
+  }
+
+  private wake(): void {
+    for (const waiter of [...this.waiters]) waiter();
   }
 
   /** Scripts failures; scripts apply in the order added, each until its count or time runs out. */
@@ -430,8 +454,10 @@ export class GerritStandin {
     const path = queryAt < 0 ? raw : raw.slice(0, queryAt);
     const query = queryAt < 0 ? '' : raw.slice(queryAt + 1);
     const method = req.method ?? 'GET';
-    const record = (status: RecordedRequest['status'], authenticated: boolean) =>
+    const record = (status: RecordedRequest['status'], authenticated: boolean) => {
       this.requests.push({ method, path, query, status, authenticated });
+      this.wake();
+    };
 
     if (!path.startsWith('/a/')) {
       // This server refuses anonymous access: only authenticated /a/ paths exist.
@@ -528,7 +554,7 @@ export class GerritStandin {
         input: typeof input === 'object' && input !== null ? (input as Record<string, unknown>) : {},
         status,
       });
-      for (const waiter of [...this.waiters]) waiter();
+      this.wake();
     } catch {
       // A request the real Gerrit would reject anyway: nothing to record.
     }
