@@ -133,3 +133,33 @@ export async function createLogUploadPost(client: S3Client, request: LogUploadRe
   });
   return { url: post.url, fields: post.fields, keyPrefix };
 }
+
+export interface LogArtifactsOptions {
+  client: S3Client;
+  bucket: string;
+  /** `PUBLIC_BASE_URL` (CloudFront) in AWS, the local server's `http://127.0.0.1:<port>` locally. */
+  publicBaseUrl: string;
+  /** Per uploaded file. Default 2 GiB: a qcow2 appliance image is published through the same upload. */
+  maxBytes?: number;
+}
+
+export const DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024 * 1024 * 1024;
+
+/** The control plane's view of the log store (ArtifactsPort in lambda/control/ports.ts). */
+export function createLogArtifacts(options: LogArtifactsOptions) {
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_UPLOAD_BYTES;
+  return {
+    async logUpload(keyPrefix: string, expiresSeconds: number) {
+      const post = await createLogUploadPost(options.client, {
+        bucket: options.bucket,
+        keyPrefix,
+        expiresSeconds,
+        maxBytes,
+      });
+      return { ...post, publicUrl: publicLogUrl(options.publicBaseUrl, keyPrefix) };
+    },
+    publicUrl(keyPrefix: string): string {
+      return publicLogUrl(options.publicBaseUrl, keyPrefix);
+    },
+  };
+}
