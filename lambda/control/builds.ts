@@ -50,7 +50,11 @@ export async function applyBuildEvent(
 
 function logStateChange(ports: ControlPorts, before: BuildRecord, after: BuildRecord, event: BuildEvent): void {
   if (before.state === after.state && before.instanceId === after.instanceId) return;
-  ports.logger.info(`build ${after.buildId} ${after.jobName}: ${before.state} -> ${after.state}`, {
+  const change =
+    before.state === after.state
+      ? `${after.state} on ${after.instanceId ?? 'no node'}`
+      : `${before.state} -> ${after.state}${after.result ? ` ${after.result}` : ''}`;
+  ports.logger.info(`build ${after.buildId} ${after.jobName}: ${change}`, {
     buildId: after.buildId,
     buildsetId: after.buildsetId,
     job: after.jobName,
