@@ -89,12 +89,12 @@ export async function startLocal(options: LocalOptions): Promise<LocalRuntime> {
     password: options.gerritPassword,
   });
 
-  let ports: ControlPorts | undefined;
+  // The queues, the server and the fleet call back into the ports they are part of.
+  const wired: { ports?: ControlPorts } = {};
   const getPorts = (): ControlPorts => {
-    if (!ports) throw new Error('local mode is not started yet');
-    return ports;
+    if (!wired.ports) throw new Error('local mode is not started yet');
+    return wired.ports;
   };
-  let server: LocalServer | undefined;
   let stopping = false;
 
   const scheduleQueue = new LocalQueue<ScheduleMessage>({
@@ -115,7 +115,7 @@ export async function startLocal(options: LocalOptions): Promise<LocalRuntime> {
       logger.error(`report of buildset ${message.buildsetId} dead-lettered`, { error: String(error) }),
   });
 
-  server = await startLocalServer({
+  const server: LocalServer = await startLocalServer({
     port: options.port,
     ports: getPorts,
     s3,
@@ -137,7 +137,7 @@ export async function startLocal(options: LocalOptions): Promise<LocalRuntime> {
     },
   });
 
-  ports = {
+  const ports: ControlPorts = {
     config,
     store,
     scheduleQueue,
@@ -165,6 +165,7 @@ export async function startLocal(options: LocalOptions): Promise<LocalRuntime> {
     },
     imageBaseUrl: `${url}/images`,
   };
+  wired.ports = ports;
 
   let reaping = false;
   const reaper = setInterval(() => {
@@ -194,7 +195,7 @@ export async function startLocal(options: LocalOptions): Promise<LocalRuntime> {
       scheduleQueue.close();
       reportQueue.close();
       await fleet.terminateAll();
-      await server?.close();
+      await server.close();
       store.destroy();
       s3.destroy();
       for (const emulator of started.reverse()) await emulator.close();
