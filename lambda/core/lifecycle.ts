@@ -96,6 +96,8 @@ export interface Build {
   launchRetries?: number;
   launchedAt?: number;
   instanceId?: string;
+  /** Instances of earlier attempts: their late interruption or shutdown events are stale. */
+  retiredInstanceIds?: string[];
   claimedAt?: number;
   /** When the current attempt is overdue: the reaper sends `deadline_passed`. */
   deadlineAt?: number;
@@ -255,8 +257,9 @@ export function transition<B extends Build>(build: B, event: BuildEvent, now: nu
 
     case 'interrupted': {
       if (!active || staleAttempt(build, event.attempt)) return same;
-      if (event.instanceId !== undefined && build.instanceId !== undefined && event.instanceId !== build.instanceId) {
-        return same;
+      if (event.instanceId !== undefined) {
+        if (build.retiredInstanceIds?.includes(event.instanceId)) return same;
+        if (build.instanceId !== undefined && event.instanceId !== build.instanceId) return same;
       }
       return interrupt(build, now, event.instanceId);
     }
@@ -329,11 +332,14 @@ function interrupt<B extends Build>(build: B, now: number, reportedInstanceId: s
     return finished;
   }
   const commands = instanceId === undefined ? [] : [terminate(build, instanceId)];
+  const retired =
+    instanceId === undefined ? build.retiredInstanceIds : [...(build.retiredInstanceIds ?? []), instanceId];
   return step(
     build,
     {
       state: 'queued',
       attempt: build.attempt + 1,
+      retiredInstanceIds: retired,
       instanceId: undefined,
       claimedAt: undefined,
       launchedAt: undefined,
@@ -367,4 +373,22 @@ export function buildsetOutcome(
   const succeeded = voting.every((b) => b.state === 'succeeded');
   if (options.commentOnly || voting.length === 0) return { complete: true, report: true, succeeded };
   return { complete: true, report: true, succeeded, vote: succeeded ? 1 : -1 };
+}
+
+/** A buildset either gets its one report or is cancelled first (superseded, abandoned); never both. */
+export type BuildsetState = 'active' | 'cancelled' | 'reported';
+
+/**
+ * The reporter's decision for a buildset it read in `state` with these builds: the outcome to post, after
+ * a conditional write `active -> reported` wins (so two reporters racing post once), or undefined.
+ * A cancel is the conditional write `active -> cancelled`; whichever lands first decides.
+ */
+export function reportDecision(
+  state: BuildsetState,
+  builds: readonly Pick<Build, 'state' | 'voting'>[],
+  options: { commentOnly: boolean },
+): Extract<BuildsetOutcome, { report: true }> | undefined {
+  if (state !== 'active') return undefined;
+  const outcome = buildsetOutcome(builds, options);
+  return outcome.complete && outcome.report ? outcome : undefined;
 }
