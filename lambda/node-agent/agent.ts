@@ -18,7 +18,7 @@ import { writeIndexPages } from './index-html';
 import { watchForInterruption } from './interruption-watcher';
 import { jobEnvironment } from './job-environment';
 import { startJob, type RunningJob, type StopReason } from './job-runner';
-import type { ClaimedJob } from './job-spec';
+import { InvalidJobError, type ClaimedJob } from './job-spec';
 import { BUILD_ID_PATTERN } from './names';
 import { claimJob, reportResult, startHeartbeat, type NodeApiOptions, type NodeResult } from './node-api';
 import { uploadDirectory } from './uploader';
@@ -49,8 +49,11 @@ export interface NodeAgentOptions {
   log?: (line: string) => void;
 }
 
-/** `TIMED_OUT` is never reported (see above); the others are what `/node/result` was sent. */
-export type AgentResult = NodeResult | 'TIMED_OUT';
+/**
+ * `TIMED_OUT` is never reported (see above), nor is `CANCELLED` (the control plane ended the
+ * build first and told the agent through a heartbeat answer); the others are what `/node/result` was sent.
+ */
+export type AgentResult = NodeResult | 'TIMED_OUT' | 'CANCELLED';
 
 export interface AgentOutcome {
   /** What became of the job; absent when there was none (the claim failed). */
@@ -63,6 +66,18 @@ export interface AgentOutcome {
   /** Why the agent could not do its whole work (claim refused, upload or report failed). */
   error?: string;
 }
+
+/** Build states in which this node's attempt has no further use (lambda/core/lifecycle.ts). */
+const BUILD_OVER_STATES = new Set([
+  'queued',
+  'launching',
+  'succeeded',
+  'failed',
+  'timed_out',
+  'node_failure',
+  'retry_limit',
+  'cancelled',
+]);
 
 export function defaultLog(line: string): void {
   process.stderr.write(`${new Date().toISOString()} node-agent: ${line}\n`);
@@ -93,18 +108,8 @@ export async function runNodeAgent(options: NodeAgentOptions): Promise<AgentOutc
     return { reported: false, elapsedSeconds: 0, error: 'invalid node API URL' };
   }
 
-  log(`claiming build ${options.buildId} from ${redactUrl(options.apiUrl)}`);
-  let claimed: ClaimedJob;
-  try {
-    claimed = await claimJob(api, options.buildId, options.claimToken, (options.claimRetrySeconds ?? 300) * 1000);
-  } catch (error) {
-    const why = describeError(error);
-    log(`cannot claim build ${options.buildId}: ${why}`);
-    return { reported: false, elapsedSeconds: elapsedSeconds(), error: why };
-  }
-
-  const { job, upload, resultToken } = claimed;
-  const report = async (result: NodeResult): Promise<string | undefined> => {
+  /** Reports a result; resolves to why it failed, or undefined once the API accepted it. */
+  const reportWith = async (resultToken: string, result: NodeResult): Promise<string | undefined> => {
     try {
       const budgetMs = (options.resultRetrySeconds ?? 600) * 1000;
       await reportResult(
@@ -121,14 +126,33 @@ export async function runNodeAgent(options: NodeAgentOptions): Promise<AgentOutc
     }
   };
 
+  log(`claiming build ${options.buildId} from ${redactUrl(options.apiUrl)}`);
+  let claimed: ClaimedJob;
+  try {
+    claimed = await claimJob(api, options.buildId, options.claimToken, (options.claimRetrySeconds ?? 300) * 1000);
+  } catch (error) {
+    const why = describeError(error);
+    log(`cannot claim build ${options.buildId}: ${why}`);
+    if (error instanceof InvalidJobError && error.resultToken !== undefined) {
+      const reportError = await reportWith(error.resultToken, 'ERROR');
+      return { result: 'ERROR', reported: reportError === undefined, elapsedSeconds: elapsedSeconds(), error: why };
+    }
+    return { reported: false, elapsedSeconds: elapsedSeconds(), error: why };
+  }
+
+  const { job, upload, resultToken } = claimed;
+  const report = (result: NodeResult): Promise<string | undefined> => reportWith(resultToken, result);
+
   if (job.buildId !== options.buildId) {
     log(`the claim answered with build ${job.buildId}, not ${options.buildId}`);
     const error = await report('ERROR');
     return { result: 'ERROR', reported: error === undefined, elapsedSeconds: elapsedSeconds(), error };
   }
 
-  const workspace = path.join(options.workDir, 'workspace');
-  const logDir = path.join(options.workDir, 'logs');
+  // Absolute, because the job runs elsewhere (in the checkout) and gets these paths in its environment.
+  const workDir = path.resolve(options.workDir);
+  const workspace = path.join(workDir, 'workspace');
+  const logDir = path.join(workDir, 'logs');
   const artifactDir = path.join(logDir, 'artifacts');
   try {
     await mkdir(workspace, { recursive: true });
@@ -154,7 +178,19 @@ export async function runNodeAgent(options: NodeAgentOptions): Promise<AgentOutc
     `build ${job.buildId}: job ${job.jobName} in the ${job.pipeline} pipeline for ${job.project}${change} (${job.ref} at ${job.revision})`,
   );
 
-  const heartbeat = startHeartbeat(api, options.buildId, resultToken, (options.heartbeatSeconds ?? 30) * 1000);
+  const heartbeat = startHeartbeat(
+    api,
+    options.buildId,
+    resultToken,
+    (options.heartbeatSeconds ?? 30) * 1000,
+    (state) => {
+      // Cancelled (superseded), timed out, or relaunched after an interruption: this attempt is over.
+      if (BUILD_OVER_STATES.has(state)) {
+        note(`the build is ${state} on the control plane; stopping the job`);
+        stop('cancelled');
+      }
+    },
+  );
 
   let phase: 'preparing' | 'running' | 'finishing' = 'preparing';
   let stopReason: StopReason | undefined;
@@ -235,7 +271,7 @@ export async function runNodeAgent(options: NodeAgentOptions): Promise<AgentOutc
   clearTimeout(deadline);
   watcher?.stop();
   if (result === undefined) {
-    result = stopReason === 'interrupted' ? 'INTERRUPTED' : 'TIMED_OUT';
+    result = stopReason === 'interrupted' ? 'INTERRUPTED' : stopReason === 'cancelled' ? 'CANCELLED' : 'TIMED_OUT';
   }
 
   note(`result ${result} after ${elapsedSeconds()} s; uploading the logs to ${upload.publicUrl}`);
@@ -265,8 +301,12 @@ export async function runNodeAgent(options: NodeAgentOptions): Promise<AgentOutc
   }
 
   heartbeat.stop();
-  if (result === 'TIMED_OUT') {
-    log('not reporting a result: the control plane declares TIMED_OUT when the deadline passes');
+  if (result === 'TIMED_OUT' || result === 'CANCELLED') {
+    log(
+      result === 'TIMED_OUT'
+        ? 'not reporting a result: the control plane declares TIMED_OUT when the deadline passes'
+        : 'not reporting a result: the build already ended on the control plane',
+    );
     return { result, reported: false, elapsedSeconds: elapsedSeconds(), logsUrl: upload.publicUrl, error: uploadError };
   }
   const reportError = await report(result);

@@ -21,8 +21,12 @@ export class ConsoleLog {
     this.stream.on('error', () => undefined);
   }
 
-  /** Writes one line (bytes as the job printed them, invalid UTF-8 included). */
+  /** Writes one line (bytes as the job printed them, invalid UTF-8 included); a note with newlines becomes several. */
   line(text: string | Buffer): void {
+    if (typeof text === 'string' && text.includes('\n')) {
+      text.split('\n').forEach((part) => this.line(part));
+      return;
+    }
     this.stream.write(`${consoleTimestamp(new Date())} | `);
     this.stream.write(text);
     this.stream.write('\n');

@@ -127,9 +127,10 @@ export function describeError(error: unknown): string {
   if (error instanceof HttpStatusError) {
     return error.message;
   }
-  if (error instanceof Error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    return code ? `${code}: ${error.message}` : error.message;
+  // Duck-typed: errors from another realm (a vm context) fail `instanceof Error`.
+  if (typeof error === 'object' && error !== null && typeof (error as Error).message === 'string') {
+    const { code, message } = error as NodeJS.ErrnoException;
+    return typeof code === 'string' ? `${code}: ${message}` : message;
   }
   return String(error);
 }

@@ -10,7 +10,8 @@ import { spawn } from 'node:child_process';
 import type { ConsoleLog } from './console-log';
 import { sleep } from './http';
 
-export type StopReason = 'timeout' | 'interrupted';
+/** Why the agent ends a job early: its timeout, a spot interruption, or the build ended elsewhere. */
+export type StopReason = 'timeout' | 'interrupted' | 'cancelled';
 
 export interface JobExit {
   /** The shell's exit code; null when it was killed by a signal or never started. */

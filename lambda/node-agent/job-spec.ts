@@ -64,12 +64,30 @@ export type RepositorySpec = z.output<typeof repositorySchema>;
 export type PresignedUpload = z.output<typeof uploadSchema>;
 export type ClaimedJob = z.output<typeof claimResponseSchema>;
 
+/**
+ * A claim answered with a job the agent will not run. When the answer still holds a result
+ * token, the agent reports ERROR with it, so the build ends now rather than at its deadline.
+ */
+export class InvalidJobError extends Error {
+  constructor(
+    message: string,
+    readonly resultToken: string | undefined,
+  ) {
+    super(message);
+    this.name = 'InvalidJobError';
+  }
+}
+
 /** Parses a claim response; the error lists each bad field by path, never the values (tokens). */
 export function parseClaimResponse(body: unknown): ClaimedJob {
   const parsed = claimResponseSchema.safeParse(body);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(body)'}: ${issue.message}`);
-    throw new Error(`invalid claim response: ${problems.join('; ')}`);
+    const token = (body as { resultToken?: unknown } | null | undefined)?.resultToken;
+    throw new InvalidJobError(
+      `invalid claim response: ${problems.join('; ')}`,
+      typeof token === 'string' && token !== '' ? token : undefined,
+    );
   }
   return parsed.data;
 }

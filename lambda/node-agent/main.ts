@@ -9,7 +9,7 @@
  * Local mode (`akanda-ci local` spawns it): `--api-url URL --build-id ID --claim-token TOKEN
  * --work-dir DIR [--scripts-dir DIR]`; the token may come from env `AKANDA_CI_CLAIM_TOKEN`
  * instead, which keeps it out of the process list. Exit status 0 when the result was reported
- * (or the job timed out, which is not reported), 1 otherwise.
+ * (or needs no report: timed out, cancelled), 1 otherwise.
  */
 import { execFile } from 'node:child_process';
 import { parseArgs } from 'node:util';
@@ -142,7 +142,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 function exitStatus(outcome: AgentOutcome): number {
-  return outcome.reported || outcome.result === 'TIMED_OUT' ? 0 : 1;
+  return outcome.reported || outcome.result === 'TIMED_OUT' || outcome.result === 'CANCELLED' ? 0 : 1;
 }
 
 if (require.main === module) {

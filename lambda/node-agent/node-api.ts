@@ -93,19 +93,27 @@ export async function reportResult(
   });
 }
 
-/** `POST /node/heartbeat` every `intervalMs` until stopped; failures are logged, never fatal. */
+/**
+ * `POST /node/heartbeat` every `intervalMs` until stopped; failures are logged, never fatal.
+ * The answer carries the build's state, so the agent learns when its build was ended elsewhere.
+ */
 export function startHeartbeat(
   options: NodeApiOptions,
   buildId: string,
   resultToken: string,
   intervalMs: number,
+  onState: (state: string) => void = () => undefined,
 ): { stop(): void } {
   let stopped = false;
   let failing = false;
   let timer: NodeJS.Timeout | undefined;
   const beat = async (): Promise<void> => {
     try {
-      await postJson(options, '/node/heartbeat', { buildId, resultToken });
+      const answer = await postJson(options, '/node/heartbeat', { buildId, resultToken });
+      const state = (answer as { state?: unknown } | undefined)?.state;
+      if (typeof state === 'string' && !stopped) {
+        onState(state);
+      }
       if (failing) {
         options.log('heartbeat delivered again');
       }
