@@ -5,9 +5,9 @@ function parse(name: string): GerritEvent {
   return parseGerritEvent(fixtureText(name));
 }
 
-function expectType<T extends GerritEvent['type']>(event: GerritEvent, type: T): Extract<GerritEvent, { type: T }> {
+function expectType<T extends GerritEvent['type']>(event: GerritEvent, type: T): GerritEvent & { type: T } {
   expect(event.type).toBe(type);
-  return event as Extract<GerritEvent, { type: T }>;
+  return event as GerritEvent & { type: T };
 }
 
 describe('parseGerritEvent on the recorded events (kept verbatim)', () => {
