@@ -236,6 +236,12 @@ const changeInfoSchema = z.object({
 });
 type ChangeInfo = z.infer<typeof changeInfoSchema>;
 
+const changeMessageSchema = z.object({
+  message: z.string().default(''),
+  tag: z.string().optional(),
+  _revision_number: numberish.optional(),
+});
+
 const fileMapSchema = z.record(z.string(), z.unknown());
 
 /** Turns a ChangeInfo into a GerritChange, or explains in one line why it cannot be trusted. */
@@ -467,6 +473,20 @@ export class GerritClient {
     }
     if (status === 409) return { kind: 'dropped', reason };
     return { kind: 'failed', reason };
+  }
+
+  /**
+   * Whether a review with `tag` whose message contains `contains` is already on patchset
+   * `patchset`. A review POST that timed out or lost its connection may still have been saved;
+   * the reporter asks this before each retry so a buildset never reports twice. `contains` should
+   * be unique to the buildset (e.g. a build's log URL).
+   */
+  async hasReview(change: ChangeTriplet, patchset: number, match: { tag: string; contains: string }): Promise<boolean> {
+    const path = `/a/changes/${encodeChangeTriplet(change)}/messages`;
+    const messages = await this.getJson(path, '', z.array(changeMessageSchema));
+    return messages.some(
+      (m) => m.tag === match.tag && m._revision_number === patchset && m.message.includes(match.contains),
+    );
   }
 
   private async query(q: string): Promise<GerritChange[]> {

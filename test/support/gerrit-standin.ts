@@ -40,6 +40,7 @@ export interface StandinChange {
   status: StandinChangeStatus;
   workInProgress: boolean;
   patchsets: StandinPatchset[];
+  messages: StandinMessage[];
 }
 
 export interface CreateChangeInput {
@@ -74,7 +75,19 @@ export interface RecordedReview {
   /** The parsed body (a ReviewInput if the client behaves). */
   input: Record<string, unknown>;
   /** What the stand-in answered. */
-  status: number;
+  status: number | 'hang' | 'reset';
+  /** Whether the review is on the change (a scripted failure `afterApplying` accepts, then fails). */
+  accepted: boolean;
+}
+
+/** A change message, as `GET /changes/{id}/messages` lists it. */
+export interface StandinMessage {
+  id: string;
+  tag?: string;
+  message: string;
+  _revision_number: number;
+  author: { _account_id: number; username: string };
+  date: string;
 }
 
 export interface RecordedRequest {
@@ -97,6 +110,11 @@ export interface FailureScript {
   forMs?: number;
   retryAfterSeconds?: number;
   body?: string;
+  /**
+   * Review POSTs only: Gerrit saves the review first, then the answer fails (a proxy timeout, a
+   * dropped connection): the case where a blind retry would post twice.
+   */
+  afterApplying?: boolean;
 }
 
 export interface StandinOptions {
@@ -212,6 +230,7 @@ export class GerritStandin {
       status: input.status ?? 'NEW',
       workInProgress: input.workInProgress ?? false,
       patchsets: [],
+      messages: [],
     };
     this.changes.set(number, change);
     this.addPatchset(number, {
@@ -258,9 +277,9 @@ export class GerritStandin {
 
   // ---- reviews ----
 
-  /** Review POSTs Gerrit accepted (answered 200): the votes that are on the change. */
+  /** Review POSTs Gerrit saved: the reviews that are on the change, whatever the client heard. */
   get reviews(): RecordedReview[] {
-    return this.reviewPosts.filter((review) => review.status === 200);
+    return this.reviewPosts.filter((review) => review.accepted);
   }
 
   /** Resolves with the accepted reviews once there are at least `count` (of one change if given). */
@@ -522,12 +541,18 @@ export class GerritStandin {
     record: (status: RecordedRequest['status'], authenticated: boolean) => void,
     review?: { segments: string[]; body: string },
   ): void {
-    if (review)
-      this.recordReview(
-        review.segments,
-        review.body,
-        script.status === 'hang' || script.status === 'reset' ? 0 : script.status,
-      );
+    if (review) {
+      let accepted = false;
+      if (script.afterApplying) {
+        try {
+          accepted = this.judgeReview(review.segments, review.body).status === 200;
+          if (accepted) this.addReviewMessage(review.segments, review.body);
+        } catch {
+          // Not a review Gerrit would save; the scripted answer still goes out.
+        }
+      }
+      this.recordReview(review.segments, review.body, script.status, accepted);
+    }
     record(script.status, true);
     if (script.status === 'hang') {
       this.hanging.add(res);
@@ -542,7 +567,7 @@ export class GerritStandin {
   }
 
   /** Records a review POST (when the body is JSON and the change exists) and wakes waiters. */
-  private recordReview(segments: string[], body: string, status: number): void {
+  private recordReview(segments: string[], body: string, status: RecordedReview['status'], accepted: boolean): void {
     try {
       const { change, patchset } = this.findRevision(segments);
       const input = JSON.parse(body) as unknown;
@@ -553,11 +578,30 @@ export class GerritStandin {
         changeLocator: decodeURIComponent(segments[1] ?? ''),
         input: typeof input === 'object' && input !== null ? (input as Record<string, unknown>) : {},
         status,
+        accepted,
       });
       this.wake();
     } catch {
       // A request the real Gerrit would reject anyway: nothing to record.
     }
+  }
+
+  /** The change message Gerrit writes for a saved review: `Patch Set N: Verified+1` then the message. */
+  private addReviewMessage(segments: string[], body: string): void {
+    const { change, patchset } = this.findRevision(segments);
+    const input = JSON.parse(body) as { message?: unknown; tag?: unknown; labels?: Record<string, number> };
+    const votes = Object.entries(input.labels ?? {}).map(
+      ([label, value]) => ` ${label}${value > 0 ? '+' : ''}${value}`,
+    );
+    const text = typeof input.message === 'string' && input.message ? `\n\n${input.message}` : '';
+    change.messages.push({
+      id: randomHex().slice(0, 16),
+      ...(typeof input.tag === 'string' ? { tag: input.tag } : {}),
+      message: `Patch Set ${patchset.number}:${votes.join('')}${text}`,
+      _revision_number: patchset.number,
+      author: { _account_id: 1000002, username: this.username },
+      date: new Date(this.now()).toISOString().replace('T', ' ').replace('Z', '000000'),
+    });
   }
 
   private route(method: string, segments: string[], params: URLSearchParams, body: string, res: ServerResponse) {
@@ -570,6 +614,10 @@ export class GerritStandin {
       if (method !== 'GET') throw new HttpProblem(405, 'Method not allowed');
       const change = this.findChange(segments[1] as string);
       return this.sendJson(res, 200, this.changeInfo(change, params.getAll('o')));
+    }
+    if (segments.length === 3 && segments[2] === 'messages') {
+      if (method !== 'GET') throw new HttpProblem(405, 'Method not allowed');
+      return this.sendJson(res, 200, this.findChange(segments[1] as string).messages);
     }
     if (segments.length === 5 && segments[2] === 'revisions' && segments[4] === 'files') {
       if (method !== 'GET') throw new HttpProblem(405, 'Method not allowed');
@@ -586,6 +634,15 @@ export class GerritStandin {
   }
 
   private review(segments: string[], body: string, res: ServerResponse): number {
+    const { status, answer, labels } = this.judgeReview(segments, body);
+    if (status === 200) this.addReviewMessage(segments, body);
+    this.recordReview(segments, body, status, status === 200);
+    if (status !== 200) return this.sendText(res, status, answer);
+    return this.sendJson(res, 200, { labels });
+  }
+
+  /** What Gerrit would answer a review POST; throws HttpProblem for requests it cannot parse. */
+  private judgeReview(segments: string[], body: string): { status: number; answer: string; labels: unknown } {
     const { change } = this.findRevision(segments);
     let input: unknown;
     try {
@@ -597,35 +654,17 @@ export class GerritStandin {
       throw new HttpProblem(400, 'Expected JSON object');
     }
     const labels = (input as { labels?: unknown }).labels ?? {};
-    let status = 200;
-    let answer = '';
-    if (change.status !== 'NEW') {
-      status = 409;
-      answer = 'change is closed';
-    } else if (typeof labels !== 'object' || labels === null) {
-      status = 400;
-      answer = 'labels must be an object';
-    } else {
-      for (const [label, value] of Object.entries(labels)) {
-        const range = LABEL_RANGES[label];
-        if (!range) {
-          status = 400;
-          answer = `label "${label}" is not a configured label`;
-          break;
-        }
-        if (typeof value !== 'number' || value < range[0] || value > range[1]) {
-          status = 403;
-          answer = `Applying label "${label}": ${String(value)} is restricted`;
-          break;
-        }
+    if (change.status !== 'NEW') return { status: 409, answer: 'change is closed', labels };
+    if (typeof labels !== 'object' || labels === null)
+      return { status: 400, answer: 'labels must be an object', labels };
+    for (const [label, value] of Object.entries(labels)) {
+      const range = LABEL_RANGES[label];
+      if (!range) return { status: 400, answer: `label "${label}" is not a configured label`, labels };
+      if (typeof value !== 'number' || value < range[0] || value > range[1]) {
+        return { status: 403, answer: `Applying label "${label}": ${String(value)} is restricted`, labels };
       }
     }
-    this.recordReview(segments, body, status);
-    if (status !== 200) {
-      this.sendText(res, status, answer);
-      return status;
-    }
-    return this.sendJson(res, 200, { labels });
+    return { status: 200, answer: '', labels };
   }
 
   private findChange(locator: string): StandinChange {
@@ -707,6 +746,7 @@ export class GerritStandin {
       owner: { _account_id: 1000001 },
       ...(change.workInProgress ? { work_in_progress: true } : {}),
       ...(withRevisions ? { current_revision: current.revision, revisions } : {}),
+      ...(options.includes('MESSAGES') ? { messages: change.messages } : {}),
     };
   }
 
