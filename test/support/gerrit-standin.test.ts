@@ -118,6 +118,16 @@ describe('changes', () => {
     expect((await get(`/a/changes/other%2Fproject~stable%2Fkilo~${change.changeId}`)).status).toBe(404);
   });
 
+  it('answers 400 to malformed escapes and 404 to unknown paths, and keeps serving', async () => {
+    const change = gerrit.createChange({ project: RUG });
+    expect((await get('/a/changes/%E0%A4%A')).status).toBe(400);
+    expect((await get(`/a/changes/${change.number}/revisions/%ZZ/files`)).status).toBe(400);
+    expect((await get('/a/projects/')).status).toBe(404);
+    expect((await get(`/a/changes/${change.number}/revisions/current/files/x`)).status).toBe(404);
+    expect(gerrit.changeUrl(change.number)).toBe(`${gerrit.url}/c/${RUG}/+/${change.number}`);
+    expect((await get(`/a/changes/${change.number}`)).status).toBe(200);
+  });
+
   it('answers 404 for a Change-Id on several branches, as Gerrit does', async () => {
     const changeId = `I${'d'.repeat(40)}`;
     gerrit.createChange({ project: RUG, changeId });

@@ -152,6 +152,15 @@ class HttpProblem extends Error {
   }
 }
 
+/** A path segment as Gerrit decodes it; malformed escapes are a 400, not a crash. */
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new HttpProblem(400, 'Malformed percent-encoding in path');
+  }
+}
+
 function randomHex(): string {
   return randomBytes(20).toString('hex');
 }
@@ -262,6 +271,12 @@ export class GerritStandin {
 
   setStatus(changeNumber: number, status: StandinChangeStatus): void {
     this.change(changeNumber).status = status;
+  }
+
+  /** The change's web URL, as a `Depends-On:` footer names it. */
+  changeUrl(changeNumber: number): string {
+    const change = this.change(changeNumber);
+    return `${this.url}/c/${change.project}/+/${change.number}`;
   }
 
   change(changeNumber: number): StandinChange {
@@ -456,7 +471,7 @@ export class GerritStandin {
       number: change.number,
       subject: change.subject,
       owner: this.account(),
-      url: `${this.url}/c/${change.project}/+/${change.number}`,
+      url: this.changeUrl(change.number),
       commitMessage: ps.commitMessage,
       createdOn: change.patchsets[0]?.createdOn ?? ps.createdOn,
       status: change.status,
@@ -575,7 +590,7 @@ export class GerritStandin {
         changeNumber: change.number,
         patchset: patchset.number,
         revision: patchset.revision,
-        changeLocator: decodeURIComponent(segments[1] ?? ''),
+        changeLocator: decodeSegment(segments[1] ?? ''),
         input: typeof input === 'object' && input !== null ? (input as Record<string, unknown>) : {},
         status,
         accepted,
@@ -668,7 +683,7 @@ export class GerritStandin {
   }
 
   private findChange(locator: string): StandinChange {
-    const id = decodeURIComponent(locator);
+    const id = decodeSegment(locator);
     if (/^[1-9][0-9]*$/.test(id)) return this.found(this.changes.get(Number(id)), id);
     if (CHANGE_ID.test(id)) {
       const matches = [...this.changes.values()].filter((c) => c.changeId === id);
@@ -698,7 +713,7 @@ export class GerritStandin {
 
   private findRevision(segments: string[]): { change: StandinChange; patchset: StandinPatchset } {
     const change = this.findChange(segments[1] ?? '');
-    const id = decodeURIComponent(segments[3] ?? '');
+    const id = decodeSegment(segments[3] ?? '');
     const patchset =
       id === 'current'
         ? change.patchsets[change.patchsets.length - 1]
