@@ -247,7 +247,7 @@ export function formatIssuePath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const part of path) {
     if (typeof part === 'number') out += `[${part}]`;
-    else if (/^[A-Za-z_$][\w$]*$/.test(String(part))) out += out ? `.${String(part)}` : String(part);
+    else if (/^[A-Za-z_$][\w$-]*$/.test(String(part))) out += out ? `.${String(part)}` : String(part);
     else out += `[${JSON.stringify(String(part))}]`;
   }
   return out || '(root)';
@@ -303,6 +303,16 @@ export function validateConfig(document: unknown, source = 'config'): Config {
   throw new ConfigError(lines.join('\n'));
 }
 
+/** `line L, column C` of a YAML error (1-based), from its character offset when the parser gives no line. */
+function yamlErrorPosition(text: string, error: YAMLParseError): string {
+  const linePos = error.linePos?.[0];
+  if (linePos) return `line ${linePos.line}, column ${linePos.col}`;
+  const offset = Math.min(error.pos[0], text.length);
+  const before = text.slice(0, offset);
+  const line = before.split('\n').length;
+  return `line ${line}, column ${offset - before.lastIndexOf('\n')}`;
+}
+
 /** Parses and validates YAML text. Throws ConfigError with the file name and line or key path. */
 export function parseConfig(text: string, source = 'akanda-ci.yaml'): Config {
   let document: unknown;
@@ -310,8 +320,7 @@ export function parseConfig(text: string, source = 'akanda-ci.yaml'): Config {
     document = parseYaml(text, { prettyErrors: false, uniqueKeys: true });
   } catch (error) {
     if (error instanceof YAMLParseError) {
-      const line = error.linePos?.[0];
-      const where = line ? `line ${line.line}, column ${line.col}` : 'YAML';
+      const where = yamlErrorPosition(text, error);
       throw new ConfigError(`${source}: ${where}: ${error.message.split('\n')[0]}`);
     }
     throw new ConfigError(`${source}: cannot parse YAML`);
