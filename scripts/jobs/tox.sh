@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# tox.sh ENV: the pep8 and unit jobs. Runs `tox -e ENV` in the checked-out project (the current
+# directory, where the agent starts every job), then publishes tox's logs and the test results
+# (subunit stream, testr_results.html, skipped tests) into $AKANDA_CI_LOG_DIR.
+set -euo pipefail
+
+AKANDA_CI_JOBS_LIB="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib"
+# shellcheck source=scripts/jobs/lib/common.sh
+source "$AKANDA_CI_JOBS_LIB/common.sh"
+
+usage() {
+  echo "usage: tox.sh ENV   (e.g. pep8, py27)" >&2
+  exit 2
+}
+
+[[ $# -eq 1 ]] || usage
+TOX_ENV=$1
+[[ $TOX_ENV =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] || die "not a tox environment name: $(shown "$TOX_ENV")"
+require_safe_path AKANDA_CI_LOG_DIR
+require_match AKANDA_CI_TIMEOUT '^[0-9]{1,6}$' 'a number of seconds'
+[[ -f tox.ini ]] || die "no tox.ini in $(shown "$PWD"): is this the project checkout?"
+
+mkdir -p "$AKANDA_CI_LOG_DIR"
+commands_init "$AKANDA_CI_LOG_DIR/commands.txt"
+
+# Real nodes reach PyPI and the distribution mirrors; a node image normally has tox already.
+ensure_tox() {
+  command -v tox >/dev/null 2>&1 && return 0
+  log "tox is not installed; installing it"
+  if command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
+    run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q tox && command -v tox >/dev/null 2>&1 && return 0
+  fi
+  if command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1; then
+    run python3 -m pip install --user tox && export PATH="$HOME/.local/bin:$PATH" && command -v tox >/dev/null 2>&1 &&
+      return 0
+  fi
+  die "tox is not installed and could not be installed (needs apt-get as root, or python3 with pip)"
+}
+
+publish() {
+  local dest="$AKANDA_CI_LOG_DIR/tox/$TOX_ENV"
+  mkdir -p "$dest"
+  if [[ -d .tox/$TOX_ENV/log ]]; then
+    find ".tox/$TOX_ENV/log" -mindepth 1 -maxdepth 1 ! -name '.lock' -exec cp -R -- {} "$dest/" \;
+  else
+    log "tox wrote no logs in .tox/$TOX_ENV/log"
+  fi
+  local stream
+  stream=$(mktemp)
+  if last_subunit_stream "$PWD" "$stream"; then
+    publish_subunit "$stream" "$AKANDA_CI_LOG_DIR"
+  else
+    log "no stestr or testr results in this project (style jobs have none)"
+  fi
+  rm -f "$stream"
+  compress_logs "$AKANDA_CI_LOG_DIR"
+}
+
+ensure_tox
+status=0
+run_limited tox -e "$TOX_ENV" || status=$?
+publish
+case $status in
+  0) log "tox -e $TOX_ENV passed" ;;
+  124 | 137) log "FAILED: tox -e $TOX_ENV did not finish within the job's time limit" ;;
+  *) log "FAILED: tox -e $TOX_ENV exited $status" ;;
+esac
+exit "$status"

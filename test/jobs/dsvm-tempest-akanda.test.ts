@@ -1,0 +1,386 @@
+/**
+ * dsvm-tempest-akanda.sh --dry-run, run for real against bare git repositories with change refs:
+ * the repositories it prepares, the local.conf devstack would source, the commands it would run,
+ * and what it does with hostile input.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  JOBS,
+  SYSTEM_PATH,
+  agentCheckout,
+  readCommands,
+  readRepos,
+  removeDir,
+  runProgram,
+  shellWords,
+  sourceLocalrc,
+  tempDir,
+} from './support';
+import { AKANDA, OPENSTACK, World } from './world';
+
+const SCRIPT = join(JOBS, 'dsvm-tempest-akanda.sh');
+const IMAGE_URL = 'https://images.example.org/akanda-appliance-latest.qcow2';
+const LOCALRC_NAMES = [
+  'DEST',
+  'LIBVIRT_TYPE',
+  'RECLONE',
+  'BUILD_AKANDA_APPLIANCE_IMAGE',
+  'BUILD_ASTARA_APPLIANCE_IMAGE',
+  'AKANDA_DEV_APPLIANCE_URL',
+  'ASTARA_DEV_APPLIANCE_URL',
+  'LOGFILE',
+];
+
+let root: string;
+let world: World;
+let caseNo = 0;
+
+beforeAll(() => {
+  root = tempDir('dsvm');
+  world = new World(root);
+});
+
+afterAll(() => removeDir(root));
+
+interface Case {
+  dir: string;
+  workspace: string;
+  logDir: string;
+  dest: string;
+  env: Record<string, string>;
+}
+
+/** A fresh node: the agent has checked out `checkouts` (project under test first) at their refs. */
+function newCase(checkouts: { project: string; ref: string }[], overrides: Record<string, string> = {}): Case {
+  const dir = join(root, `case-${++caseNo}`);
+  const workspace = join(dir, 'workspace');
+  mkdirSync(workspace, { recursive: true });
+  for (const { project, ref } of checkouts) agentCheckout(workspace, world.gitBase, project, ref);
+  const first = checkouts[0]!;
+  const change = /^refs\/changes\/\d+\/(\d+)\/(\d+)$/.exec(first.ref);
+  const logDir = join(dir, 'logs');
+  const dest = join(dir, 'opt-stack');
+  const env: Record<string, string> = {
+    PATH: SYSTEM_PATH,
+    HOME: dir,
+    AKANDA_CI_PROJECT: first.project,
+    AKANDA_CI_BRANCH: 'master',
+    AKANDA_CI_CHANGE: change?.[1] ?? '',
+    AKANDA_CI_PATCHSET: change?.[2] ?? '',
+    AKANDA_CI_REF: first.ref,
+    AKANDA_CI_REVISION: checkoutRevision(workspace, first.project),
+    AKANDA_CI_PIPELINE: 'check',
+    AKANDA_CI_JOB: 'dsvm-tempest-akanda',
+    AKANDA_CI_IMAGE_MODE: 'prebuilt',
+    AKANDA_CI_IMAGE_URL: IMAGE_URL,
+    AKANDA_CI_WORKSPACE: workspace,
+    AKANDA_CI_LOG_DIR: logDir,
+    AKANDA_CI_ARTIFACT_DIR: join(dir, 'artifacts'),
+    AKANDA_CI_GIT_URL: world.gitUrl,
+    AKANDA_CI_PREPARED_PROJECTS: checkouts.map((c) => c.project).join(' '),
+    AKANDA_CI_SCRIPTS: join(JOBS, '..'),
+    AKANDA_CI_TIMEOUT: '9000',
+    AKANDA_CI_DEVSTACK_DEST: dest,
+    AKANDA_CI_GIT_MIRROR_DIR: join(dir, 'no-mirrors'),
+    AKANDA_CI_KVM_DEVICE: join(dir, 'no-kvm'),
+    ...overrides,
+  };
+  return { dir, workspace, logDir, dest, env };
+}
+
+function checkoutRevision(workspace: string, project: string): string {
+  return readFileSync(join(workspace, project, '.git', 'HEAD'), 'utf8').trim();
+}
+
+function dryRun(c: Case, args: string[] = []) {
+  return runProgram(SCRIPT, ['--dry-run', ...args], c.env, join(c.workspace, c.env.AKANDA_CI_PROJECT ?? ''));
+}
+
+function repoMap(c: Case): Map<string, { revision: string; source: string }> {
+  return new Map(readRepos(join(c.logDir, 'repos.txt')).map((r) => [r.project, r]));
+}
+
+describe('a check of an akanda-rug change on master with the prebuilt image', () => {
+  let c: Case;
+  let result: Awaited<ReturnType<typeof dryRun>>;
+
+  beforeAll(async () => {
+    c = newCase([{ project: AKANDA.rug, ref: world.rugChange.ref }]);
+    result = await dryRun(c);
+  });
+
+  it('exits 0 without touching the devstack directory', () => {
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    expect(existsSync(c.dest)).toBe(false);
+  });
+
+  it('keeps the change under test at its ref and prepares every other repository at master', () => {
+    const repos = repoMap(c);
+    expect(repos.get(AKANDA.rug)?.revision).toBe(world.rugChange.revision);
+    expect(repos.get(AKANDA.rug)?.source).toMatch(/change under test/);
+    for (const project of [AKANDA.neutron, AKANDA.appliance, AKANDA.builder, AKANDA.horizon, ...OPENSTACK]) {
+      expect(repos.get(project)).toEqual({
+        project,
+        revision: world.project(project).head('master'),
+        source: 'branch master',
+      });
+      expect(readFileSync(join(c.workspace, project, '.git', 'HEAD'), 'utf8').trim()).toBe(
+        world.project(project).head('master'),
+      );
+    }
+  });
+
+  it('writes a local.conf that enables the plugin from the prepared rug checkout and points at the image URL', () => {
+    const localrc = sourceLocalrc(join(c.logDir, 'local.conf'), LOCALRC_NAMES);
+    expect(localrc.vars).toEqual({
+      DEST: c.dest,
+      LIBVIRT_TYPE: 'qemu',
+      RECLONE: 'no',
+      BUILD_AKANDA_APPLIANCE_IMAGE: 'False',
+      BUILD_ASTARA_APPLIANCE_IMAGE: 'False',
+      AKANDA_DEV_APPLIANCE_URL: IMAGE_URL,
+      ASTARA_DEV_APPLIANCE_URL: IMAGE_URL,
+      LOGFILE: join(c.dest, 'logs', 'stack.sh.log'),
+    });
+    expect(localrc.calls).toEqual([
+      ['enable_plugin', 'akanda-rug', `file://${join(c.workspace, AKANDA.rug)}`, world.rugChange.revision],
+      ['enable_service', 'ak-rug', 'q-svc', 'q-agt', 'tempest'],
+      ['disable_service', 'n-net'],
+      ['disable_service', 'horizon'],
+    ]);
+  });
+
+  it('lists the commands in order: place the checkouts, verify the image, devstack, Tempest, functional, logs', () => {
+    const commands = readCommands(join(c.logDir, 'commands.txt')).map(shellWords);
+    const at = (predicate: (words: string[]) => boolean) => {
+      const index = commands.findIndex(predicate);
+      expect(index).toBeGreaterThanOrEqual(0);
+      return index;
+    };
+    const placeRug = at(
+      (w) => w.join(' ') === `git -C ${c.dest}/akanda-rug checkout --quiet --detach ${world.rugChange.revision}`,
+    );
+    const copyConf = at((w) => w[0] === 'cp' && w[2] === `${c.dest}/devstack/local.conf`);
+    const verify = at(
+      (w) =>
+        w[0] === join(JOBS, 'fetch-verified-image.sh') &&
+        w[1] === IMAGE_URL &&
+        w[2] === `${c.dest}/devstack/files/akanda-appliance-latest.qcow2`,
+    );
+    const stack = at((w) => w.at(-1) === './stack.sh');
+    const tempest = at((w) => w.includes('all'));
+    const functional = at((w) => w.slice(-3).join(' ') === 'tox -e functional');
+    const collect = at((w) => w[0] === join(JOBS, 'collect-devstack-logs.sh'));
+    expect([placeRug, copyConf, verify, stack, tempest, functional, collect]).toEqual(
+      [placeRug, copyConf, verify, stack, tempest, functional, collect].sort((a, b) => a - b),
+    );
+    // the default subset: Tempest's network tests, which need Akanda's routers
+    expect(commands[tempest]!.slice(-5, -1)).toEqual(['tox', '-e', 'all', '--']);
+    expect(commands[tempest]!.at(-1)).toMatch(/^\^tempest\\\.\(api\\\.network/);
+    expect(commands[stack]!.slice(0, 3)).toEqual(['timeout', '--kill-after=30', expect.stringMatching(/^\d+$/)]);
+  });
+});
+
+describe('a change to akanda-appliance with a Depends-On akanda-rug change, image built from source', () => {
+  let c: Case;
+
+  beforeAll(async () => {
+    c = newCase(
+      [
+        { project: AKANDA.appliance, ref: world.applianceChange.ref },
+        { project: AKANDA.rug, ref: world.rugChange.ref },
+      ],
+      { AKANDA_CI_IMAGE_MODE: 'build', AKANDA_CI_IMAGE_URL: '' },
+    );
+    const result = await dryRun(c);
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+  });
+
+  it('prepares both changes at their refs and the rest at master', () => {
+    const repos = repoMap(c);
+    expect(repos.get(AKANDA.appliance)?.revision).toBe(world.applianceChange.revision);
+    expect(repos.get(AKANDA.rug)?.revision).toBe(world.rugChange.revision);
+    expect(repos.get(AKANDA.neutron)?.revision).toBe(world.project(AKANDA.neutron).head('master'));
+  });
+
+  it('builds the appliance image from the checkout that holds the change', () => {
+    const localrc = sourceLocalrc(join(c.logDir, 'local.conf'), LOCALRC_NAMES);
+    expect(localrc.vars.BUILD_AKANDA_APPLIANCE_IMAGE).toBe('True');
+    expect(localrc.vars.AKANDA_DEV_APPLIANCE_URL).toBeUndefined();
+    expect(localrc.calls[0]).toEqual([
+      'enable_plugin',
+      'akanda-rug',
+      `file://${join(c.workspace, AKANDA.rug)}`,
+      world.rugChange.revision,
+    ]);
+    const commands = readCommands(join(c.logDir, 'commands.txt'));
+    expect(commands).toContain(
+      `git -C ${c.dest}/akanda-appliance checkout --quiet --detach ${world.applianceChange.revision}`,
+    );
+    expect(commands.some((line) => line.includes('fetch-verified-image.sh'))).toBe(false);
+  });
+});
+
+describe('a change on stable/kilo', () => {
+  let c: Case;
+  const stableImage = 'https://images.example.org/akanda-appliance-stable-kilo.qcow2';
+
+  beforeAll(async () => {
+    c = newCase([{ project: AKANDA.rug, ref: world.rugKiloChange.ref }], {
+      AKANDA_CI_BRANCH: 'stable/kilo',
+      AKANDA_CI_IMAGE_URL: stableImage,
+    });
+    const result = await dryRun(c);
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+  });
+
+  it('prepares stable/kilo, or the kilo-eol tag of a retired branch, or master when neither exists', () => {
+    const repos = repoMap(c);
+    expect(repos.get(AKANDA.rug)?.revision).toBe(world.rugKiloChange.revision);
+    for (const project of [AKANDA.neutron, AKANDA.appliance, 'openstack/devstack', 'openstack/nova']) {
+      expect(repos.get(project)).toEqual({
+        project,
+        revision: world.project(project).head('stable/kilo'),
+        source: 'branch stable/kilo',
+      });
+    }
+    expect(repos.get(AKANDA.builder)?.source).toBe('tag kilo-eol (no branch stable/kilo)');
+    expect(repos.get(AKANDA.builder)?.revision).not.toBe(world.project(AKANDA.builder).head('master'));
+    expect(repos.get(AKANDA.horizon)).toEqual({
+      project: AKANDA.horizon,
+      revision: world.project(AKANDA.horizon).head('master'),
+      source: 'branch master (no branch stable/kilo)',
+    });
+  });
+
+  it("uses the stable branch's pinned image", () => {
+    const localrc = sourceLocalrc(join(c.logDir, 'local.conf'), LOCALRC_NAMES);
+    expect(localrc.vars.AKANDA_DEV_APPLIANCE_URL).toBe(stableImage);
+    expect(readFileSync(join(c.logDir, 'local.conf'), 'utf8')).toContain('branch stable/kilo');
+  });
+});
+
+describe('test selection and node settings', () => {
+  it('turns a Tempest test list into an anchored regex of escaped ids', async () => {
+    const c = newCase([{ project: AKANDA.rug, ref: world.rugChange.ref }]);
+    const list = join(c.dir, 'tests.txt');
+    writeFileSync(
+      list,
+      '# routers\ntempest.api.network.test_routers.RoutersTest.test_create_router\n\n' +
+        'tempest.scenario.test_network_basic_ops.TestNetworkBasicOps.test_network_basic_ops  \n',
+    );
+    const result = await dryRun(c, ['--tempest-list', list, '--no-functional']);
+    expect(result.status).toBe(0);
+    const commands = readCommands(join(c.logDir, 'commands.txt')).map(shellWords);
+    const tempest = commands.find((w) => w.includes('all'));
+    expect(tempest?.at(-1)).toBe(
+      '^(tempest\\.api\\.network\\.test_routers\\.RoutersTest\\.test_create_router|' +
+        'tempest\\.scenario\\.test_network_basic_ops\\.TestNetworkBasicOps\\.test_network_basic_ops)$',
+    );
+    expect(commands.some((w) => w.slice(-3).join(' ') === 'tox -e functional')).toBe(false);
+  });
+
+  it('runs only the functional suite with --no-tempest', async () => {
+    const c = newCase([{ project: AKANDA.rug, ref: world.rugChange.ref }]);
+    expect((await dryRun(c, ['--no-tempest'])).status).toBe(0);
+    const commands = readCommands(join(c.logDir, 'commands.txt')).map(shellWords);
+    expect(commands.some((w) => w.includes('all'))).toBe(false);
+    expect(commands.filter((w) => w.slice(-3).join(' ') === 'tox -e functional')).toHaveLength(1);
+  });
+
+  it('uses qemu when the KVM device is not a working KVM (a character device that is not /dev/kvm)', async () => {
+    const c = newCase([{ project: AKANDA.rug, ref: world.rugChange.ref }], { AKANDA_CI_KVM_DEVICE: '/dev/null' });
+    expect((await dryRun(c)).status).toBe(0);
+    expect(sourceLocalrc(join(c.logDir, 'local.conf'), ['LIBVIRT_TYPE']).vars.LIBVIRT_TYPE).toBe('qemu');
+  });
+
+  it('uses kvm when the node says so', async () => {
+    const c = newCase([{ project: AKANDA.rug, ref: world.rugChange.ref }], { AKANDA_CI_LIBVIRT_TYPE: 'kvm' });
+    expect((await dryRun(c)).status).toBe(0);
+    expect(sourceLocalrc(join(c.logDir, 'local.conf'), ['LIBVIRT_TYPE']).vars.LIBVIRT_TYPE).toBe('kvm');
+  });
+
+  it('refuses to run without an appliance image', async () => {
+    const c = newCase([{ project: AKANDA.rug, ref: world.rugChange.ref }], { AKANDA_CI_IMAGE_MODE: 'none' });
+    const result = await dryRun(c);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toMatch(/needs the appliance image: give the job needsImage: true/);
+  });
+});
+
+describe('hostile input', () => {
+  // Made when the file loads: it.each needs the values before any hook runs.
+  const sentinels = tempDir('dsvm-sentinels');
+  afterAll(() => removeDir(sentinels));
+  const pwned = () => join(sentinels, 'PWNED');
+  const hostile = () => [
+    ['AKANDA_CI_BRANCH', `master; touch ${pwned()}`, /AKANDA_CI_BRANCH is not a valid branch name: master\\;\\ touch/],
+    ['AKANDA_CI_BRANCH', `master\ntouch ${pwned()}`, /AKANDA_CI_BRANCH is not a valid branch name: \$'master\\ntouch/],
+    ['AKANDA_CI_PROJECT', `stackforge/$(touch ${pwned()})`, /AKANDA_CI_PROJECT is not a valid project name/],
+    ['AKANDA_CI_IMAGE_URL', `https://x.example.org/\`touch ${pwned()}\`.qcow2`, /AKANDA_CI_IMAGE_URL is not a plain/],
+    ['AKANDA_CI_IMAGE_URL', 'https://x.example.org/a b.qcow2', /AKANDA_CI_IMAGE_URL is not a plain/],
+    ['AKANDA_CI_REF', 'refs/changes/45/12345/3 ; id', /AKANDA_CI_REF is not a change ref/],
+    ['AKANDA_CI_REVISION', '$(id)', /AKANDA_CI_REVISION is not a 40-hex commit id/],
+    ['AKANDA_CI_PREPARED_PROJECTS', 'stackforge/akanda-rug ../../etc', /invalid project name: \.\.\/\.\.\/etc/],
+    ['AKANDA_CI_WORKSPACE', '/tmp/work space', /AKANDA_CI_WORKSPACE is not an absolute path/],
+    ['AKANDA_CI_CHANGE', '12345;id', /AKANDA_CI_CHANGE is not a number/],
+  ];
+
+  it.each(hostile())('rejects %s=%j with a clear error before doing anything', async (name, value, message) => {
+    const c = newCase([{ project: AKANDA.rug, ref: world.rugChange.ref }], { [String(name)]: String(value) });
+    const result = await runProgram(SCRIPT, ['--dry-run'], c.env, c.dir);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toMatch(message as RegExp);
+    expect(result.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+    expect(existsSync(join(c.logDir, 'local.conf'))).toBe(false);
+    expect(existsSync(pwned())).toBe(false);
+  });
+
+  const nasty = `a b $(touch PWNED) \`touch PWNED\`; touch PWNED 'q' "d" \\ $HOME`;
+
+  it('writes a hostile --localrc value into local.conf as an inert string', async () => {
+    const c = newCase([{ project: AKANDA.rug, ref: world.rugChange.ref }]);
+    const result = await dryRun(c, ['--localrc', `AKANDA_EXTRA=${nasty}`]);
+    expect(result.status).toBe(0);
+    const localrc = sourceLocalrc(join(c.logDir, 'local.conf'), ['AKANDA_EXTRA']);
+    expect(localrc.vars.AKANDA_EXTRA).toBe(nasty);
+    expect(existsSync(join(c.workspace, AKANDA.rug, 'PWNED'))).toBe(false);
+    expect(existsSync(join(process.cwd(), 'PWNED'))).toBe(false);
+  });
+
+  it('rejects a --localrc value with a newline, which could start a new local.conf section', async () => {
+    const c = newCase([{ project: AKANDA.rug, ref: world.rugChange.ref }]);
+    const result = await dryRun(c, ['--localrc', 'AKANDA_EXTRA=x\n[[post-config|/etc/passwd]]']);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toMatch(/--localrc value must be one line/);
+  });
+
+  it('records a hostile Tempest regex as one quoted word that splits back to the same text', async () => {
+    const c = newCase([{ project: AKANDA.rug, ref: world.rugChange.ref }]);
+    const regex = `${nasty}\nsecond line`;
+    const result = await dryRun(c, ['--tempest-regex', regex]);
+    expect(result.status).toBe(0);
+    const tempest = readCommands(join(c.logDir, 'commands.txt'))
+      .map(shellWords)
+      .find((w) => w.includes('all'));
+    expect(tempest?.at(-1)).toBe(regex);
+    expect(existsSync(join(c.workspace, AKANDA.rug, 'PWNED'))).toBe(false);
+  });
+});
+
+describe('a change to akanda-horizon', () => {
+  it('enables Horizon, which the other jobs leave out', async () => {
+    const horizon = world.project(AKANDA.horizon);
+    const change = horizon.change(7001, 1, horizon.head('master'), { 'panels.py': 'x = 1\n' });
+    const c = newCase([{ project: AKANDA.horizon, ref: change.ref }]);
+    expect((await dryRun(c)).status).toBe(0);
+    const calls = sourceLocalrc(join(c.logDir, 'local.conf'), []).calls;
+    expect(calls).toContainEqual(['enable_service', 'horizon']);
+    expect(calls).not.toContainEqual(['disable_service', 'horizon']);
+    expect(repoMap(c).get(AKANDA.horizon)?.revision).toBe(change.revision);
+  });
+});
