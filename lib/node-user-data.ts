@@ -1,0 +1,52 @@
+/**
+ * The boot script of every CI node. It holds no secret and nothing per build (CreateFleet cannot
+ * vary user data per request): the agent reads its build id, claim token and API URL from the
+ * instance's tags through IMDSv2, then claims its job.
+ */
+import { AGENT_ARCHIVE_NAME, AGENT_HOME } from './agent-bundle';
+
+export interface NodeBootstrapProps {
+  /** `https://<distribution>/agent/node-agent.tar.gz`; may contain deploy-time tokens. */
+  readonly agentUrl: string;
+  /** sha256 of the archive, computed at synth. */
+  readonly agentSha256: string;
+  /**
+   * Minutes after boot when the node powers itself off whatever happens (shutdown behaviour
+   * terminate turns that into termination): a backstop for the control plane's build time limit.
+   */
+  readonly maxLifetimeMinutes: number;
+}
+
+/** Single-quotes a value for bash; only ever used on values this file controls, as defence in depth. */
+function quote(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The script's lines, for `UserData.addCommands` (which supplies the shebang). */
+export function nodeBootstrapCommands(props: NodeBootstrapProps): string[] {
+  if (!/^[0-9a-f]{64}$/.test(props.agentSha256)) throw new Error('agentSha256 must be 64 hex digits');
+  if (!Number.isInteger(props.maxLifetimeMinutes) || props.maxLifetimeMinutes < 1) {
+    throw new Error('maxLifetimeMinutes must be a positive integer');
+  }
+  const archive = `${AGENT_HOME}/${AGENT_ARCHIVE_NAME}`;
+  return [
+    'set -euo pipefail',
+    `shutdown -h +${props.maxLifetimeMinutes} 'akanda-ci: node lifetime limit reached'`,
+    // A node that cannot start its agent would otherwise idle until the reaper finds it.
+    `trap 'echo "akanda-ci: bootstrap failed at line $LINENO" >&2; shutdown -h now' ERR`,
+    'export DEBIAN_FRONTEND=noninteractive',
+    'apt-get update -q',
+    'apt-get install -y -q --no-install-recommends nodejs git curl ca-certificates',
+    `install -d -m 0755 ${AGENT_HOME}`,
+    `curl --fail --silent --show-error --location --proto '=https' --retry 5 --retry-all-errors -o ${archive} ${quote(props.agentUrl)}`,
+    `echo ${quote(`${props.agentSha256}  ${archive}`)} | sha256sum --check --strict`,
+    `tar -xzf ${archive} -C ${AGENT_HOME} --no-same-owner`,
+    'trap - ERR',
+    'set +e',
+    `cd ${AGENT_HOME}`,
+    `AKANDA_CI_AGENT_MODE=ec2 node ${AGENT_HOME}/node-agent.js`,
+    'echo "akanda-ci: node agent exited with status $?"',
+    // One node, one build: whatever the agent did, the instance ends (and terminates) now.
+    'shutdown -h now',
+  ];
+}
