@@ -5,7 +5,7 @@
  * `gerrit.url` with the real client.
  */
 import { join } from 'node:path';
-import { createLogUploadPost, createS3Client, publicLogUrl } from '../adapters/artifacts';
+import { createLogArtifacts, createS3Client } from '../adapters/artifacts';
 import { GerritClient, REVIEW_MAX_ATTEMPTS, reviewRetryDelayFor } from '../adapters/gerrit-client';
 import { LocalFleet } from '../adapters/local-fleet';
 import { LocalQueue } from '../adapters/queue';
@@ -131,6 +131,9 @@ export async function startLocal(options: LocalOptions): Promise<LocalRuntime> {
     onExit: ({ instanceId, buildId, code, signal }) => {
       if (stopping) return;
       logger.info(`node ${instanceId} (build ${buildId}) exited (${signal ?? `status ${code}`})`);
+      // Status 0: the agent reported, or deliberately did not (its job timed out: the reaper's call).
+      // Killed or failed before reporting: like an instance that vanished, the attempt is lost.
+      if (code === 0) return;
       nodeLost(getPorts(), buildId, instanceId, signal ? `killed by ${signal}` : `exited with status ${code}`).catch(
         (error: unknown) => logger.error(`build ${buildId}: node exit not handled`, { error: String(error) }),
       );
@@ -144,18 +147,12 @@ export async function startLocal(options: LocalOptions): Promise<LocalRuntime> {
     reportQueue,
     fleet,
     gerrit,
-    artifacts: {
-      logUpload: async (keyPrefix, expiresSeconds) => ({
-        ...(await createLogUploadPost(s3, {
-          bucket: LOCAL_LOGS_BUCKET,
-          keyPrefix,
-          expiresSeconds,
-          maxBytes: MAX_UPLOAD_BYTES,
-        })),
-        publicUrl: publicLogUrl(url, keyPrefix),
-      }),
-      publicUrl: (keyPrefix) => publicLogUrl(url, keyPrefix),
-    },
+    artifacts: createLogArtifacts({
+      client: s3,
+      bucket: LOCAL_LOGS_BUCKET,
+      publicBaseUrl: url,
+      maxBytes: MAX_UPLOAD_BYTES,
+    }),
     now: () => Date.now() / 1000,
     logger,
     webhookToken: async () => options.webhookToken,
