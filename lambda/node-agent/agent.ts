@@ -47,6 +47,8 @@ export interface NodeAgentOptions {
   env?: NodeJS.ProcessEnv;
   /** Agent log lines (no secrets in them); default stderr. */
   log?: (line: string) => void;
+  /** Aborting stops the job (SIGTERM to the agent, a local fleet cancelling): logs are uploaded, no result reported. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -129,7 +131,13 @@ export async function runNodeAgent(options: NodeAgentOptions): Promise<AgentOutc
   log(`claiming build ${options.buildId} from ${redactUrl(options.apiUrl)}`);
   let claimed: ClaimedJob;
   try {
-    claimed = await claimJob(api, options.buildId, options.claimToken, (options.claimRetrySeconds ?? 300) * 1000);
+    claimed = await claimJob(
+      api,
+      options.buildId,
+      options.claimToken,
+      (options.claimRetrySeconds ?? 300) * 1000,
+      options.signal,
+    );
   } catch (error) {
     const why = describeError(error);
     log(`cannot claim build ${options.buildId}: ${why}`);
@@ -178,6 +186,19 @@ export async function runNodeAgent(options: NodeAgentOptions): Promise<AgentOutc
     `build ${job.buildId}: job ${job.jobName} in the ${job.pipeline} pipeline for ${job.project}${change} (${job.ref} at ${job.revision})`,
   );
 
+  let phase: 'preparing' | 'running' | 'finishing' = 'preparing';
+  let stopReason: StopReason | undefined;
+  let runningJob: RunningJob | undefined;
+  const abortPreparation = new AbortController();
+  const stop = (reason: StopReason): void => {
+    if (stopReason !== undefined || phase === 'finishing') {
+      return;
+    }
+    stopReason = reason;
+    abortPreparation.abort();
+    runningJob?.stop(reason);
+  };
+
   const heartbeat = startHeartbeat(
     api,
     options.buildId,
@@ -192,18 +213,14 @@ export async function runNodeAgent(options: NodeAgentOptions): Promise<AgentOutc
     },
   );
 
-  let phase: 'preparing' | 'running' | 'finishing' = 'preparing';
-  let stopReason: StopReason | undefined;
-  let runningJob: RunningJob | undefined;
-  const abortPreparation = new AbortController();
-  const stop = (reason: StopReason): void => {
-    if (stopReason !== undefined || phase === 'finishing') {
-      return;
-    }
-    stopReason = reason;
-    abortPreparation.abort();
-    runningJob?.stop(reason);
+  const onAbort = (): void => {
+    note('the agent was asked to stop; stopping the job');
+    stop('cancelled');
   };
+  if (options.signal?.aborted) {
+    onAbort();
+  }
+  options.signal?.addEventListener('abort', onAbort, { once: true });
 
   // The timeout counts from the claim: fetching is part of the build, as the control plane's deadline is.
   const deadline = setTimeout(() => {
@@ -270,6 +287,7 @@ export async function runNodeAgent(options: NodeAgentOptions): Promise<AgentOutc
   phase = 'finishing';
   clearTimeout(deadline);
   watcher?.stop();
+  options.signal?.removeEventListener('abort', onAbort);
   if (result === undefined) {
     result = stopReason === 'interrupted' ? 'INTERRUPTED' : stopReason === 'cancelled' ? 'CANCELLED' : 'TIMED_OUT';
   }

@@ -6,7 +6,8 @@
  * Stopping sends SIGTERM to the group, then SIGKILL after a grace period. Processes left behind
  * by a job that exited (`cmd &`) are stopped the same way, so nothing outlives the job.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import type { ConsoleLog } from './console-log';
 import { sleep } from './http';
 
@@ -71,12 +72,19 @@ export function startJob(options: JobRunOptions): RunningJob {
   let stoppedBy: StopReason | undefined;
   let stopping: Promise<void> | undefined;
 
-  const child = spawn('bash', ['-c', options.command], {
-    cwd: options.cwd,
-    env: options.env,
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  let child: ChildProcessByStdio<null, Readable, Readable>;
+  try {
+    child = spawn('bash', ['-c', options.command], {
+      cwd: options.cwd,
+      env: options.env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  } catch (error) {
+    // Invalid arguments (a NUL byte in the command or the environment) throw instead of emitting 'error'.
+    const startError = error instanceof Error ? error.message : String(error);
+    return { done: Promise.resolve({ exitCode: null, signal: null, startError }), stop: () => undefined };
+  }
   const pgid = child.pid;
 
   const stop = (reason: StopReason): void => {

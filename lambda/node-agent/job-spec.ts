@@ -38,7 +38,10 @@ export const jobSchema = z.object({
   ref: gitRef,
   revision,
   jobName: z.string().regex(JOB_NAME_PATTERN, { message: 'expected a job name' }),
-  run: z.string().min(1),
+  run: z
+    .string()
+    .min(1)
+    .refine((run) => !run.includes('\0'), { message: 'must not contain NUL' }),
   timeoutSeconds: z.number().int().positive(),
   imageMode: z.enum(['build', 'prebuilt', 'none']),
   imageUrl: optional(httpUrl),

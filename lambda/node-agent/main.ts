@@ -67,6 +67,18 @@ function powerOff(): Promise<void> {
   });
 }
 
+/** SIGTERM/SIGINT stop the job's process group (it runs detached and would outlive the agent), then the agent ends. */
+function stopOnSignals(): AbortSignal {
+  const controller = new AbortController();
+  for (const name of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(name, () => {
+      defaultLog(`${name} received`);
+      controller.abort();
+    });
+  }
+  return controller.signal;
+}
+
 export async function main(argv: string[]): Promise<number> {
   let values;
   try {
@@ -117,6 +129,7 @@ export async function main(argv: string[]): Promise<number> {
       scriptsDir: values['scripts-dir'],
       imdsUrl: values['imds-url'],
       env,
+      signal: stopOnSignals(),
     });
     return exitStatus(outcome);
   }
@@ -130,6 +143,7 @@ export async function main(argv: string[]): Promise<number> {
       workDir: values['work-dir'] ?? DEFAULT_EC2_WORK_DIR,
       scriptsDir: values['scripts-dir'],
       imdsUrl,
+      signal: stopOnSignals(),
     };
     status = exitStatus(await runNodeAgent(options));
   } catch (error) {

@@ -1,9 +1,19 @@
 import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startFakeImds, type FakeImds } from './fake-imds';
-import { CLAIM_TOKEN, jobSpec, keyPrefixFor, RESULT_TOKEN, startHarness, type Harness } from './harness';
+import {
+  CLAIM_TOKEN,
+  jobSpec,
+  keyPrefixFor,
+  processAlive,
+  RESULT_TOKEN,
+  startHarness,
+  waitFor,
+  type Harness,
+} from './harness';
 
 const MAIN = path.resolve(__dirname, '../../lambda/node-agent/main.ts');
 
@@ -15,11 +25,18 @@ interface Exit {
 
 /** The agent as the local fleet and the user data start it: a real child process. */
 function runMain(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Exit> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', MAIN, ...args], { env }, (error, stdout, stderr) => {
+  return startMain(args, env).exit;
+}
+
+function startMain(args: string[], env: NodeJS.ProcessEnv = process.env): { pid: number; exit: Promise<Exit> } {
+  let pid = 0;
+  const exit = new Promise<Exit>((resolve) => {
+    const child = execFile(process.execPath, ['--import', 'tsx', MAIN, ...args], { env }, (error, stdout, stderr) => {
       resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
     });
+    pid = child.pid ?? 0;
   });
+  return { pid, exit };
 }
 
 let harness: Harness;
@@ -82,6 +99,33 @@ describe('node-agent command line', () => {
     expect(exit.code).toBe(1);
     expect(exit.stderr).toContain(`cannot claim build ${buildId}: claim refused (401): wrong claim token`);
     expect(harness.api.results()).toEqual([]);
+  });
+
+  it('local mode: SIGTERM stops the job process group, publishes the logs and reports nothing', async () => {
+    const buildId = await serveClaim(
+      jobSpec(harness, {
+        run: 'echo $$ > "$AKANDA_CI_LOG_DIR/pids.txt"; sleep 300 & echo $! >> "$AKANDA_CI_LOG_DIR/pids.txt"; wait',
+      }),
+    );
+    const pidsFile = path.join(workDir, 'logs', 'pids.txt');
+    const agent = startMain(['--api-url', harness.api.url, '--build-id', buildId, '--work-dir', workDir], {
+      ...process.env,
+      AKANDA_CI_CLAIM_TOKEN: CLAIM_TOKEN,
+    });
+    await waitFor(() => existsSync(pidsFile) && readFileSync(pidsFile, 'utf8').trim().split('\n').length === 2);
+    const pids = readFileSync(pidsFile, 'utf8').trim().split('\n').map(Number);
+    process.kill(agent.pid, 'SIGTERM');
+    const exit = await agent.exit;
+    expect(exit.code).toBe(0);
+    expect(exit.stderr).toContain('SIGTERM received');
+    for (const pid of pids) {
+      expect(processAlive(pid)).toBe(false);
+    }
+    expect(harness.api.results()).toEqual([]);
+    const objects = await harness.logs.objects(keyPrefixFor(buildId));
+    expect(objects.get(`${keyPrefixFor(buildId)}job-output.txt`)?.body.toString('utf8')).toContain(
+      'akanda-ci: the agent was asked to stop; stopping the job',
+    );
   });
 
   it('rejects incomplete or unknown arguments with usage and status 2', async () => {
