@@ -99,7 +99,8 @@ export async function prepareRepository(repository: RepositorySpec, options: Git
   options.log(`fetching ${ref} of ${project} from ${redactUrl(url)}`);
   await runGit(['init', '--quiet'], dir, options);
   try {
-    await runGit(['fetch', '--quiet', '--no-tags', '--', url, ref], dir, options);
+    // Tags too: pbr-based projects derive their version from them (`git describe`).
+    await runGit(['fetch', '--quiet', '--tags', '--', url, ref], dir, options);
   } catch (error) {
     const why = error instanceof Error ? error.message : String(error);
     throw new GitPrepareError(`git fetch of ${ref} from ${redactUrl(url)} failed: ${why}`);

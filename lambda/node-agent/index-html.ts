@@ -79,7 +79,11 @@ export async function writeIndexPages(dir: string, title: string, hasParent = fa
     if (name === 'index.html') {
       continue;
     }
-    const stats = await lstat(path.join(dir, name));
+    // A name that is not valid UTF-8 reads back mangled and cannot be opened: it is left out.
+    const stats = await lstat(path.join(dir, name)).catch(() => undefined);
+    if (stats === undefined) {
+      continue;
+    }
     if (stats.isDirectory()) {
       written += await writeIndexPages(path.join(dir, name), `${title}${name}/`, true);
       entries.push({ name, isDirectory: true, size: 0 });

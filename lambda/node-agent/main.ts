@@ -1,10 +1,10 @@
 /**
  * The node agent's command line.
  *
- * EC2 mode (default; the user data runs it as root with no arguments or `--ec2`): the build id,
- * claim token and node API URL come from the instance tags through IMDSv2, the spot interruption
- * notice is watched, and the instance powers off at the end whatever happened (its shutdown
- * behaviour is terminate), so a node never lingers.
+ * EC2 mode (default; the user data runs it as root with env AKANDA_CI_AGENT_MODE=ec2 and no
+ * arguments; `--ec2` works too): the build id, claim token and node API URL come from the instance
+ * tags through IMDSv2, the spot interruption notice is watched, and the instance powers off at the
+ * end whatever happened (its shutdown behaviour is terminate), so a node never lingers.
  *
  * Local mode (`akanda-ci local` spawns it): `--api-url URL --build-id ID --claim-token TOKEN
  * --work-dir DIR [--scripts-dir DIR]`; the token may come from env `AKANDA_CI_CLAIM_TOKEN`
@@ -106,7 +106,11 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
 
-  const localMode = !values.ec2 && (values['api-url'] !== undefined || values['build-id'] !== undefined);
+  // The user data sets AKANDA_CI_AGENT_MODE=ec2; without it, local-mode arguments select local mode.
+  const localMode =
+    !values.ec2 &&
+    process.env.AKANDA_CI_AGENT_MODE !== 'ec2' &&
+    (values['api-url'] !== undefined || values['build-id'] !== undefined);
   if (localMode) {
     const claimToken = values['claim-token'] ?? process.env.AKANDA_CI_CLAIM_TOKEN;
     const missing = [

@@ -139,7 +139,11 @@ async function listFiles(dir: string, prefix = ''): Promise<LocalFile[]> {
   const files: LocalFile[] = [];
   for (const name of (await readdir(dir)).sort()) {
     const absolute = path.join(dir, name);
-    const stats = await lstat(absolute);
+    // A name that is not valid UTF-8 reads back mangled and cannot be opened: it is left out.
+    const stats = await lstat(absolute).catch(() => undefined);
+    if (stats === undefined) {
+      continue;
+    }
     if (stats.isDirectory()) {
       files.push(...(await listFiles(absolute, `${prefix}${name}/`)));
     } else if (stats.isFile()) {

@@ -66,6 +66,7 @@ describe('runNodeAgent', () => {
         'printenv | grep "^AKANDA_CI_" | sort > "$AKANDA_CI_LOG_DIR/env.txt"',
         'echo "gerrit password: ${GERRIT_HTTP_PASSWORD:-unset}, webhook token: ${WEBHOOK_TOKEN:-unset}"',
         'echo "head $(git rev-parse HEAD)"',
+        'echo "describe $(git describe --tags)"',
         'echo "cwd $PWD"',
         'echo "to stderr" >&2',
         'echo image-bytes > "$AKANDA_CI_ARTIFACT_DIR/appliance.qcow2"',
@@ -132,6 +133,7 @@ describe('runNodeAgent', () => {
     const text = lines.map((line) => line.replace(TIMESTAMPED, ''));
     expect(text).toContain('gerrit password: unset, webhook token: unset');
     expect(text).toContain(`head ${harness.change.revision}`);
+    expect(text).toContain(`describe 2015.1.0-1-g${harness.change.revision.slice(0, 7)}`);
     expect(text).toContain(`cwd ${path.join(workspace, 'stackforge', 'akanda-rug')}`);
     expect(text).toContain('to stderr');
     expect(text).toContain('last line without newline');
@@ -224,6 +226,7 @@ describe('runNodeAgent', () => {
         "mkdir '<i>dir'",
         "printf z > '<i>dir/ü space.conf'",
         "printf n > $'new\\nline.txt'",
+        "printf q > $'not-utf8-\\xff.txt'",
         'ln -s /etc/passwd passwd-link.txt',
         'ln -s / root-link',
       ].join('\n'),

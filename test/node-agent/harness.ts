@@ -32,7 +32,8 @@ export interface Harness {
 
 export async function startHarness(): Promise<Harness> {
   const repos = await createGitRepos();
-  await repos.createProject(PROJECT, { files: { 'tox.ini': '[tox]\n', 'README.rst': 'rug\n' } });
+  const base = await repos.createProject(PROJECT, { files: { 'tox.ini': '[tox]\n', 'README.rst': 'rug\n' } });
+  await repos.tag(PROJECT, '2015.1.0', base.revision);
   const change = await repos.addChange(PROJECT, { change: 1234, patchset: 2, files: { 'akanda/rug/x.py': 'x = 2\n' } });
   await repos.createProject(DEPENDENCY);
   const dependency = await repos.addChange(DEPENDENCY, { change: 567, patchset: 1 });

@@ -63,6 +63,8 @@ export interface GitRepos {
   addChange(project: string, options: ChangeOptions): Promise<CreatedChange>;
   /** Adds a commit to a branch (a merge, as `ref-updated` reports it); returns the new tip. */
   advanceBranch(project: string, branch: string, files: FileTree, message?: string): Promise<string>;
+  /** A lightweight tag `refs/tags/<name>` at `revision` (pbr-based projects take their version from tags). */
+  tag(project: string, name: string, revision: string): Promise<void>;
   /** Current revision of any ref, e.g. `refs/heads/master`. */
   revisionOf(project: string, ref: string): Promise<string>;
   cleanup(): Promise<void>;
@@ -175,6 +177,10 @@ export async function createGitRepos(root?: string): Promise<GitRepos> {
       const revision = await writeCommit(project, parent, files, message ?? `Merge into ${branch}`);
       await git(project, ['update-ref', `refs/heads/${branch}`, revision, parent]);
       return revision;
+    },
+
+    async tag(project, name, revision) {
+      await git(project, ['update-ref', `refs/tags/${name}`, revision]);
     },
 
     revisionOf,
