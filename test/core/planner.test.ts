@@ -801,3 +801,14 @@ describe('invalid events', () => {
     expect(planEvent(config, JSON.stringify(patchsetCreated()))).toEqual(planEvent(config, patchsetCreated()));
   });
 });
+
+describe('the benchmark stream', () => {
+  it('is made of valid events, and some of them trigger', async () => {
+    const { mixedStream } = await import('../../scripts/bench/planner');
+    const config = shippedConfig();
+    const plans = mixedStream(500).map((event) => planEvent(config, event));
+    const pipelines = new Set(plans.flatMap((p) => p.triggered.map((b) => b.pipeline)));
+    expect([...pipelines].sort()).toEqual(['check', 'gate', 'post']);
+    expect(plans.filter((p) => p.triggered.length === 0).length).toBeGreaterThan(plans.length / 2);
+  });
+});
