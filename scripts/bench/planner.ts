@@ -42,7 +42,7 @@ function variant(name: string, project: string, change: number): string {
 }
 
 /** Relative frequencies of what a third-party CI receives from an OpenStack-sized Gerrit. */
-const MIX: [fixture: string, weight: number, watched: boolean][] = [
+const MIX: [fixture: string, weight: number, watched: boolean | string][] = [
   ['ssh-new-comment-added-workflow-unchanged.json', 30, false],
   ['ssh-new-ref-updated-change-meta.json', 30, false],
   ['ssh-new-patchset-created.json', 8, false],
@@ -53,7 +53,7 @@ const MIX: [fixture: string, weight: number, watched: boolean][] = [
   ['ssh-new-comment-added-recheck.json', 3, true],
   ['ssh-new-comment-added-workflow.json', 2, true],
   ['webhook-new-patchset-created-appliance.json', 2, true],
-  ['webhook-new-ref-updated.json', 1, true],
+  ['webhook-new-ref-updated.json', 1, 'stackforge/akanda-appliance'],
   ['ssh-new-change-abandoned.json', 1, true],
   ['ssh-old-comment-added-recheck.json', 1, true],
   ['ssh-new-dropped-output.json', 1, false],
@@ -70,7 +70,12 @@ export function mixedStream(size = 5000): string[] {
       const count = Math.max(1, Math.round((weight / total) * 100));
       for (let k = 0; k < count && stream.length < size; k++) {
         change += 1;
-        const project = watched ? AKANDA[change % AKANDA.length]! : `openstack/project-${change % 300}`;
+        const project =
+          typeof watched === 'string'
+            ? watched
+            : watched
+              ? AKANDA[change % AKANDA.length]!
+              : `openstack/project-${change % 300}`;
         stream.push(variant(name, project, change));
       }
     }
