@@ -15,6 +15,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
 import {
   BatchGetCommand,
+  DeleteCommand,
   type BatchGetCommandOutput,
   DynamoDBDocumentClient,
   GetCommand,
@@ -208,6 +209,35 @@ export class Store {
     return count;
   }
 
+  /**
+   * A lease on `name` for `seconds`, so one holder at a time does a job that counts rather than
+   * reserves (launching under the node limit). An expired lease is taken over.
+   */
+  async acquireLease(name: string, owner: string, now: number, seconds: number): Promise<boolean> {
+    return this.conditionalPut(
+      { pk: `LEASE#${name}`, sk: 'LEASE', owner, until: now + seconds, expiresAt: Math.ceil(now + seconds + 3600) },
+      'attribute_not_exists(pk) OR #until < :now',
+      { ':now': now },
+      { '#until': 'until' },
+    );
+  }
+
+  async releaseLease(name: string, owner: string): Promise<void> {
+    try {
+      await this.doc.send(
+        new DeleteCommand({
+          TableName: this.tableName,
+          Key: { pk: `LEASE#${name}`, sk: 'LEASE' },
+          ConditionExpression: '#owner = :owner',
+          ExpressionAttributeNames: { '#owner': 'owner' },
+          ExpressionAttributeValues: { ':owner': owner },
+        }),
+      );
+    } catch (error) {
+      if ((error as { name?: string }).name !== 'ConditionalCheckFailedException') throw error;
+    }
+  }
+
   private async versionedPut(item: Record<string, unknown>, version: number): Promise<boolean> {
     if (version === 0) return this.conditionalPut(item, 'attribute_not_exists(pk)');
     return this.conditionalPut(item, 'version = :previous', { ':previous': version - 1 });
@@ -217,6 +247,7 @@ export class Store {
     item: Record<string, unknown>,
     condition: string,
     values?: Record<string, unknown>,
+    names?: Record<string, string>,
   ): Promise<boolean> {
     try {
       await this.doc.send(
@@ -225,6 +256,7 @@ export class Store {
           Item: item,
           ConditionExpression: condition,
           ExpressionAttributeValues: values,
+          ExpressionAttributeNames: names,
         }),
       );
       return true;

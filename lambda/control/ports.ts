@@ -23,7 +23,7 @@ export interface QueuePort<T> {
 }
 
 /** The Gerrit REST calls the control plane makes (GerritClient has them). */
-export type GerritPort = Pick<GerritClient, 'getChangedFiles' | 'resolveDependency' | 'postReview'>;
+export type GerritPort = Pick<GerritClient, 'getChangedFiles' | 'resolveDependency' | 'postReview' | 'hasReview'>;
 
 export interface LogUpload {
   url: string;

@@ -1,11 +1,13 @@
 /**
  * The reporter: when every build of a buildset is terminal, post exactly one review.
  *
- * Exactly-once, as far as HTTP allows: before each POST the reporter wins a conditional write
- * (`reportAttempts` + 1 on the version it read), so of two concurrent deliveries only one posts;
- * after the POST it writes `reported` (or `dropped` on 409, or `dead_lettered`). The remaining
- * window: a crash after Gerrit accepted the POST and before `reported` is written makes the
- * redelivered message post again (at most one duplicate per crash, milliseconds wide).
+ * Exactly once: before each POST the reporter wins a conditional write (`reportAttempts` + 1 on
+ * the version it read), so of two concurrent deliveries only one posts; after the POST it writes
+ * `reported` (or `dropped` on 409, or `dead_lettered`). Every attempt after the first one first
+ * asks Gerrit whether the review is already on the patchset (our tag and the first build's log
+ * URL, unique to this buildset), which covers an answer lost after Gerrit saved the review and a
+ * crash between the POST and the `reported` write. What is left: Gerrit listing a saved message
+ * late, which it does not do on one server.
  *
  * Retries: 5xx, 429, timeouts and network errors are retried with growing delays (the policy in
  * ports, by default the Gerrit client's: 2 s, 4 s, 8 s ... 5 min, > 30 min in all), then the
@@ -13,7 +15,8 @@
  * logged and dropped; other 4xx are dead-lettered at once.
  */
 import { buildsetOutcome } from '../core/lifecycle';
-import { buildsetReview } from '../core/report';
+import type { ReviewOutcome } from '../adapters/gerrit-client';
+import { buildsetReview, REVIEW_TAG } from '../core/report';
 import { describe } from './ingest';
 import type { ControlPorts } from './ports';
 import type { BuildRecord, BuildsetRecord, BuildsetState } from './records';
@@ -60,18 +63,24 @@ export async function reportBuildset(ports: ControlPorts, buildsetId: string): P
     const ordered = [...builds].sort((a, b) => a.createdAt - b.createdAt);
     const review = buildsetReview(buildset.pipeline, ordered, ports.config.report);
     if (!review) return DONE;
-    const result = await ports.gerrit.postReview(
-      { project: buildset.project, branch: buildset.branch, changeId: buildset.changeId },
-      buildset.revision,
-      review,
-    );
+    const triplet = { project: buildset.project, branch: buildset.branch, changeId: buildset.changeId };
     const fields = { buildsetId, attempt, change: buildset.change, patchset: buildset.patchset };
+    const previous = attempt > 1 ? await alreadyPosted(ports, buildset, ordered[0]?.logUrl) : 'no';
+    const result: ReviewOutcome | { kind: 'posted'; found: true } =
+      previous === 'yes'
+        ? { kind: 'posted', found: true }
+        : previous === 'unknown'
+          ? { kind: 'retryable', reason: 'cannot tell whether the last attempt reached Gerrit' }
+          : await ports.gerrit.postReview(triplet, buildset.revision, review);
     switch (result.kind) {
       case 'posted':
-        ports.logger.info(`buildset ${buildsetId}: review posted (${describe(buildset)}, ${voteText(review)})`, {
-          ...fields,
-          labels: review.labels,
-        });
+        ports.logger.info(
+          `buildset ${buildsetId}: review ${'found' in result ? 'found already ' : ''}posted (${describe(buildset)}, ${voteText(review)})`,
+          {
+            ...fields,
+            labels: review.labels,
+          },
+        );
         await settle(ports, buildsetId, 'reported');
         return DONE;
       case 'dropped':
@@ -100,6 +109,32 @@ export async function reportBuildset(ports: ControlPorts, buildsetId: string): P
         return { kind: 'retry', delaySeconds };
       }
     }
+  }
+}
+
+/**
+ * Whether an earlier attempt's review reached Gerrit. `unknown` (Gerrit unreachable) is not a
+ * licence to post: the attempt is retried instead, so a lost answer never becomes a second vote.
+ */
+async function alreadyPosted(
+  ports: ControlPorts,
+  buildset: BuildsetRecord,
+  marker: string | undefined,
+): Promise<'yes' | 'no' | 'unknown'> {
+  if (!marker || buildset.patchset === undefined || !buildset.changeId) return 'no';
+  try {
+    const found = await ports.gerrit.hasReview(
+      { project: buildset.project, branch: buildset.branch, changeId: buildset.changeId },
+      buildset.patchset,
+      { tag: REVIEW_TAG, contains: marker },
+    );
+    return found ? 'yes' : 'no';
+  } catch (error) {
+    ports.logger.warn(`buildset ${buildset.buildsetId}: cannot list the change's messages`, {
+      buildsetId: buildset.buildsetId,
+      error: error instanceof Error ? error.message : String(error),
+    });
+    return 'unknown';
   }
 }
 

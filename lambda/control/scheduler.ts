@@ -7,8 +7,8 @@
  * 3. Create the builds (ids derived from buildset and job, so a retried message re-creates nothing).
  * 4. Launch queued builds, oldest first, while fewer than `limits.maxConcurrentNodes` are out.
  *
- * It must run one at a time (SQS -> Lambda with reserved concurrency 1; one in-process consumer
- * locally): the concurrency limit is counted, not reserved.
+ * Launching counts the nodes out against the limit, so only the holder of the `launch` lease
+ * launches; everything else is idempotent and may run concurrently.
  */
 import { createHash } from 'node:crypto';
 import { logKeyPrefix, type LogLocation } from '../adapters/artifacts';
@@ -79,7 +79,7 @@ async function scheduleBuildset(ports: ControlPorts, buildsetId: string): Promis
     }
   }
 
-  const triggered = await replan(ports, buildset);
+  const { triggered, dependencies } = await replan(ports, buildset);
   const jobs = triggered?.jobs ?? [];
   const now = ports.now();
   if (!triggered || jobs.length === 0) {
@@ -137,11 +137,11 @@ async function scheduleBuildset(ports: ControlPorts, buildsetId: string): Promis
   });
   for (const build of builds) await ports.store.putBuild(build);
 
-  const dependencies = buildset.dependencies ?? [];
   const scheduled: BuildsetRecord = {
     ...buildset,
     state: 'scheduled',
     buildIds: builds.map((b) => b.buildId),
+    dependencies,
     repositories: [
       { project: triggered.project, ref: triggered.ref, revision: triggered.revision },
       ...dependencies.map((d) => ({ project: d.project, ref: d.ref, revision: d.revision })),
@@ -159,11 +159,14 @@ async function scheduleBuildset(ports: ControlPorts, buildsetId: string): Promis
 }
 
 /** Re-plans the stored event with what only Gerrit REST knows. Unreachable Gerrit: plan without it. */
-async function replan(ports: ControlPorts, buildset: BuildsetRecord): Promise<TriggeredBuildset | undefined> {
+async function replan(
+  ports: ControlPorts,
+  buildset: BuildsetRecord,
+): Promise<{ triggered?: TriggeredBuildset; dependencies: ResolvedDependency[] }> {
   const raw: unknown = JSON.parse(buildset.eventJson);
   const first = planEvent(ports.config, raw, basicInputs(ports));
   const original = first.triggered[buildset.triggerIndex];
-  if (!original || buildset.change === undefined) return original;
+  if (!original || buildset.change === undefined) return { triggered: original, dependencies: [] };
 
   const inputs: PlanInputs = { ...basicInputs(ports) };
   const locator = buildset.changeId
@@ -192,17 +195,36 @@ async function replan(ports: ControlPorts, buildset: BuildsetRecord): Promise<Tr
     }
   }
   if (dependencies.length > 0) inputs.dependencies = dependencies;
-  buildset.dependencies = dependencies;
   const plan = planEvent(ports.config, raw, inputs);
-  return plan.triggered.find((t) => t.pipeline === buildset.pipeline && t.project === buildset.project);
+  const triggered = plan.triggered.find((t) => t.pipeline === buildset.pipeline && t.project === buildset.project);
+  return { triggered, dependencies };
 }
 
 function basicInputs(ports: ControlPorts): PlanInputs {
   return ports.imageBaseUrl ? { imageBaseUrl: ports.imageBaseUrl } : {};
 }
 
-/** Launches queued builds, oldest first, while under the node limit. */
+/** How long one launch round may hold the launch lease (CreateFleet calls included). */
+const LAUNCH_LEASE_SECONDS = 90;
+
+/**
+ * Launches queued builds, oldest first, while under the node limit. The limit is counted, so one
+ * scheduler at a time launches (a lease); a scheduler that finds it taken asks again shortly.
+ */
 export async function launchQueued(ports: ControlPorts): Promise<void> {
+  const owner = newToken();
+  if (!(await ports.store.acquireLease('launch', owner, ports.now(), LAUNCH_LEASE_SECONDS))) {
+    await ports.scheduleQueue.send({ kind: 'launch' }, 2);
+    return;
+  }
+  try {
+    await launchUnderLimit(ports);
+  } finally {
+    await ports.store.releaseLease('launch', owner);
+  }
+}
+
+async function launchUnderLimit(ports: ControlPorts): Promise<void> {
   const limit = ports.config.limits.maxConcurrentNodes;
   const out = (await ports.store.countBuildsInState('launching')) + (await ports.store.countBuildsInState('running'));
   let free = limit - out;

@@ -134,6 +134,18 @@ describe('buildsets', () => {
   });
 });
 
+describe('leases', () => {
+  it('gives a lease to one holder until it is released or expires', async () => {
+    expect(await store.acquireLease('launch', 'a', 100, 30)).toBe(true);
+    expect(await store.acquireLease('launch', 'b', 110, 30)).toBe(false);
+    await store.releaseLease('launch', 'b'); // not b's to release
+    expect(await store.acquireLease('launch', 'b', 120, 30)).toBe(false);
+    await store.releaseLease('launch', 'a');
+    expect(await store.acquireLease('launch', 'b', 121, 30)).toBe(true);
+    expect(await store.acquireLease('launch', 'c', 152, 30)).toBe(true); // b's lease ran out at 151
+  });
+});
+
 describe('tokens', () => {
   it('matches only the token whose hash is stored', () => {
     const token = newToken();

@@ -206,6 +206,19 @@ it('keeps retrying the review while Gerrit answers 503 and posts exactly one vot
   expect(posts.map((p) => p.status)).toEqual([503, 503, 503, 503, 200]);
 });
 
+it('does not vote twice when Gerrit saved the review but the answer was lost', async () => {
+  const change = await newChange('e2e/fail');
+  gerrit.failRequests({ status: 'reset', count: 1, only: 'review', afterApplying: true });
+  expect((await postEvent(gerrit.patchsetCreatedEvent(change.number))).status).toBe(202);
+  const mark = local.lines.length;
+  await gerrit.waitForReviews(1, { change: change.number });
+  await local.waitForLine(new RegExp(`review found already posted \\(e2e/fail change ${change.number},1`), {
+    from: Math.max(0, mark - 50),
+  });
+  expect(reviewsOf(change.number)).toHaveLength(1);
+  expect(gerrit.reviewPosts.filter((r) => r.changeNumber === change.number)).toHaveLength(1);
+});
+
 it('relaunches a build whose node went away and votes on the second attempt', async () => {
   const mark = local.lines.length;
   const change = await newChange('e2e/slow', { delay: '3\n' });
@@ -260,5 +273,5 @@ it('never posted two reviews for one change, nor any for a superseded patchset',
   for (const review of gerrit.reviews)
     byChange.set(review.changeNumber, [...(byChange.get(review.changeNumber) ?? []), review]);
   expect([...byChange.values()].filter((reviews) => reviews.length > 1)).toEqual([]);
-  expect(byChange.size).toBe(7);
+  expect(byChange.size).toBe(8);
 });
