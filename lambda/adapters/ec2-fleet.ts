@@ -36,6 +36,8 @@ export const MANAGED_TAG = 'akanda-ci:managed';
 export const BUILD_TAG = 'akanda-ci:build';
 export const CLAIM_TAG = 'akanda-ci:claim';
 export const API_TAG = 'akanda-ci:api';
+/** The lifecycle's launchSeq: tells a leftover of an earlier launch from the build's current node. */
+export const LAUNCH_TAG = 'akanda-ci:launch';
 
 /** Not enough capacity in the pools of this request: another pool or on-demand may still work. */
 export const CAPACITY_ERROR_CODES: ReadonlySet<string> = new Set([
@@ -160,6 +162,9 @@ export class Ec2Fleet implements Fleet {
     if (label === undefined)
       return { status: 'failed', reason: `no launch template for node label "${safe(request.nodeLabel)}"` };
     if (!BUILD_ID.test(request.buildId)) return { status: 'failed', reason: 'build id is not usable as a tag value' };
+    if (!Number.isSafeInteger(request.launchSeq) || request.launchSeq < 1) {
+      return { status: 'failed', reason: 'launchSeq must be a positive integer' };
+    }
     if (!CLAIM_TOKEN.test(request.claimToken)) {
       return { status: 'failed', reason: 'claim token must be 16-128 base64url characters' };
     }
@@ -212,9 +217,12 @@ export class Ec2Fleet implements Fleet {
         for (const instance of reservation.Instances ?? []) {
           if (instance.InstanceId === undefined) continue;
           const buildId = instance.Tags?.find((tag) => tag.Key === BUILD_TAG)?.Value;
+          const launchTag = instance.Tags?.find((tag) => tag.Key === LAUNCH_TAG)?.Value;
+          const launchSeq = launchTag !== undefined && /^[1-9]\d{0,8}$/.test(launchTag) ? Number(launchTag) : undefined;
           found.push({
             instanceId: instance.InstanceId,
             ...(buildId === undefined ? {} : { buildId }),
+            ...(launchSeq === undefined ? {} : { launchSeq }),
             state: instance.State?.Name ?? 'unknown',
             ...(instance.LaunchTime === undefined
               ? {}
@@ -235,6 +243,7 @@ export class Ec2Fleet implements Fleet {
       { Key: BUILD_TAG, Value: request.buildId },
       { Key: CLAIM_TAG, Value: request.claimToken },
       { Key: API_TAG, Value: this.nodeApiUrl },
+      { Key: LAUNCH_TAG, Value: String(request.launchSeq) },
       { Key: 'Name', Value: `akanda-ci ${request.nodeLabel} ${request.buildId}` },
     ];
     return {

@@ -25,6 +25,8 @@ export interface ManagedInstance {
   instanceId: string;
   /** From the `akanda-ci:build` tag; absent when the tag is missing (then the reaper terminates it). */
   buildId?: string;
+  /** From the `akanda-ci:launch` tag: the build's launchSeq this instance was launched for. */
+  launchSeq?: number;
   state: string;
   /** Epoch seconds. */
   launchedAt?: number;

@@ -32,9 +32,17 @@
  * `queued` (interruption, capacity wait) means the caller should poke the scheduler; a queued build
  * is launchable once `launchableAt(build)` has passed and the concurrency limit allows.
  *
+ * Stale events are no-ops: node events (`claimed`, `result`) whose `attempt` or `launchSeq` is not the
+ * build's; `launched`/`launch_failed` for another `launchSeq`; `interrupted` for an instance other than
+ * the build's, or for an instance the build has not adopted yet unless the event names its launch
+ * (`launchSeq`, from the instance's `akanda-ci:launch` tag). A claim that names its instance adopts it.
+ *
  * The deadline of an attempt is fixed when it is launched: launch time + job timeout (already capped by
  * `limits.buildTimeLimit`) + `limits.timeoutGrace`; the grace covers boot, fetch and log upload.
- * Cancelled builds never ask for a report: a buildset with a cancelled build is never reported.
+ *
+ * Buildsets: `active -> reported` (the reporter, once `reportDecision` says so) or `active -> cancelled`
+ * (superseded, abandoned), each a conditional write, so a buildset gets one report or none. Cancelled
+ * builds never ask for a report, and a buildset with a cancelled build is never reported.
  */
 
 export type BuildState =
@@ -96,8 +104,6 @@ export interface Build {
   launchRetries?: number;
   launchedAt?: number;
   instanceId?: string;
-  /** Instances of earlier attempts: their late interruption or shutdown events are stale. */
-  retiredInstanceIds?: string[];
   claimedAt?: number;
   /** When the current attempt is overdue: the reaper sends `deadline_passed`. */
   deadlineAt?: number;
@@ -113,9 +119,14 @@ export type BuildEvent =
   | { type: 'launch_requested' }
   | { type: 'launched'; launchSeq: number; instanceId: string }
   | { type: 'launch_failed'; launchSeq: number; reason: string; retryable: boolean }
-  | { type: 'claimed'; attempt?: number }
+  /** instanceId: the node's own (IMDS); launchSeq: the launch its claim token belongs to. */
+  | { type: 'claimed'; attempt?: number; launchSeq?: number; instanceId?: string }
   | { type: 'result'; result: NodeResult; elapsedSeconds?: number; attempt?: number }
-  | { type: 'interrupted'; attempt?: number; instanceId?: string }
+  /**
+   * A spot interruption warning or the node's instance going away. launchSeq: from the instance's
+   * `akanda-ci:launch` tag; without it an instance the build has not adopted is ignored.
+   */
+  | { type: 'interrupted'; attempt?: number; launchSeq?: number; instanceId?: string }
   | { type: 'deadline_passed' }
   | { type: 'cancel'; reason?: string };
 
@@ -243,8 +254,13 @@ export function transition<B extends Build>(build: B, event: BuildEvent, now: nu
     }
 
     case 'claimed': {
-      if (build.state !== 'launching' || staleAttempt(build, event.attempt)) return same;
-      return step(build, { state: 'running', claimedAt: now }, []);
+      if (build.state !== 'launching' || staleAttempt(build, event.attempt) || staleLaunch(build, event.launchSeq)) {
+        return same;
+      }
+      if (event.instanceId === undefined) return step(build, { state: 'running', claimedAt: now }, []);
+      if (build.instanceId !== undefined && build.instanceId !== event.instanceId) return same;
+      // The node may claim before its launch is recorded: learn the instance now, so its interruption counts.
+      return step(build, { state: 'running', claimedAt: now, instanceId: event.instanceId }, []);
     }
 
     case 'result': {
@@ -256,10 +272,12 @@ export function transition<B extends Build>(build: B, event: BuildEvent, now: nu
     }
 
     case 'interrupted': {
-      if (!active || staleAttempt(build, event.attempt)) return same;
+      if (!active || staleAttempt(build, event.attempt) || staleLaunch(build, event.launchSeq)) return same;
       if (event.instanceId !== undefined) {
-        if (build.retiredInstanceIds?.includes(event.instanceId)) return same;
         if (build.instanceId !== undefined && event.instanceId !== build.instanceId) return same;
+        // An instance we have not heard of may be a leftover of an earlier launch: without its launch
+        // number it must not cost an attempt (if it was ours, the deadline still catches the build).
+        if (build.instanceId === undefined && event.launchSeq === undefined) return same;
       }
       return interrupt(build, now, event.instanceId);
     }
@@ -284,6 +302,10 @@ export function transition<B extends Build>(build: B, event: BuildEvent, now: nu
 
 function staleAttempt(build: Build, attempt: number | undefined): boolean {
   return attempt !== undefined && attempt !== build.attempt;
+}
+
+function staleLaunch(build: Build, launchSeq: number | undefined): boolean {
+  return launchSeq !== undefined && launchSeq !== build.launchSeq;
 }
 
 function step<B extends Build>(build: B, patch: Partial<Build>, commands: BuildCommand[]): Transition<B> {
@@ -332,14 +354,11 @@ function interrupt<B extends Build>(build: B, now: number, reportedInstanceId: s
     return finished;
   }
   const commands = instanceId === undefined ? [] : [terminate(build, instanceId)];
-  const retired =
-    instanceId === undefined ? build.retiredInstanceIds : [...(build.retiredInstanceIds ?? []), instanceId];
   return step(
     build,
     {
       state: 'queued',
       attempt: build.attempt + 1,
-      retiredInstanceIds: retired,
       instanceId: undefined,
       claimedAt: undefined,
       launchedAt: undefined,

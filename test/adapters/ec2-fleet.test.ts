@@ -137,6 +137,7 @@ describe('launch', () => {
             { Key: 'akanda-ci:build', Value: 'b-7f3a9c' },
             { Key: 'akanda-ci:claim', Value: CLAIM },
             { Key: 'akanda-ci:api', Value: NODE_API_URL },
+            { Key: 'akanda-ci:launch', Value: '1' },
             { Key: 'Name', Value: 'akanda-ci devstack b-7f3a9c' },
           ],
         },
@@ -315,6 +316,7 @@ describe('launch', () => {
     [{ nodeLabel: 'toString' }, 'no launch template for node label "toString"'],
     [{ buildId: 'b 1; rm -rf /' }, 'build id is not usable as a tag value'],
     [{ claimToken: 'short' }, 'claim token must be 16-128 base64url characters'],
+    [{ launchSeq: 0 }, 'launchSeq must be a positive integer'],
   ])('rejects %j before calling EC2', async (change, reason) => {
     await expect(fleet().launch({ ...REQUEST, ...change })).resolves.toEqual({ status: 'failed', reason });
     expect(fleetInputs()).toHaveLength(0);
@@ -370,6 +372,7 @@ describe('listManagedInstances', () => {
                 Tags: [
                   { Key: 'akanda-ci:managed', Value: 'true' },
                   { Key: 'akanda-ci:build', Value: 'b-1' },
+                  { Key: 'akanda-ci:launch', Value: '2' },
                 ],
               },
             ],
@@ -401,7 +404,13 @@ describe('listManagedInstances', () => {
     const instances = await fleet().listManagedInstances();
 
     expect(instances).toEqual([
-      { instanceId: 'i-0123456789abcdef0', buildId: 'b-1', state: 'running', launchedAt: launchTime.getTime() / 1000 },
+      {
+        instanceId: 'i-0123456789abcdef0',
+        buildId: 'b-1',
+        launchSeq: 2,
+        state: 'running',
+        launchedAt: launchTime.getTime() / 1000,
+      },
       { instanceId: 'i-0aaaaaaaaaaaaaaa1', state: 'pending' },
     ]);
     const filters: DescribeInstancesCommandInput['Filters'] = [

@@ -90,13 +90,24 @@ describe('transition: the paths of one build', () => {
       [{ type: 'claimed', attempt: 1 }, T0 + 2],
       [{ type: 'interrupted', instanceId: 'i-1' }, T0 + 100],
     ]);
-    expect(requeued).toMatchObject({ state: 'queued', attempt: 2, retiredInstanceIds: ['i-1'] });
+    expect(requeued).toMatchObject({ state: 'queued', attempt: 2, launchSeq: 1 });
     expect(requeued).not.toHaveProperty('instanceId');
     expect(requeued).not.toHaveProperty('deadlineAt');
     expect(commands.at(-1)).toEqual({ type: 'terminate', buildId: 'b1', instanceId: 'i-1' });
-    // The same interruption delivered again, or the node's own INTERRUPTED for the old attempt: stale.
-    expect(transition(requeued, { type: 'interrupted', instanceId: 'i-1' }, T0 + 101).changed).toBe(false);
-    expect(transition(requeued, { type: 'result', result: 'INTERRUPTED', attempt: 1 }, T0 + 101).changed).toBe(false);
+    // Once relaunched, the old node's interruption (delivered again) and its own INTERRUPTED are stale.
+    const relaunched = transition(requeued, launchRequested, T0 + 102).build;
+    const stale: BuildEvent[] = [
+      { type: 'interrupted', instanceId: 'i-1', launchSeq: 1 },
+      { type: 'interrupted', instanceId: 'i-1' },
+      { type: 'result', result: 'INTERRUPTED', attempt: 1 },
+      { type: 'claimed', attempt: 1 },
+      { type: 'claimed', launchSeq: 1 },
+    ];
+    for (const event of stale) expect(transition(relaunched, event, T0 + 103).changed).toBe(false);
+    // The new node's interruption counts even before its launch is recorded, when the event names the launch.
+    expect(
+      transition(relaunched, { type: 'interrupted', instanceId: 'i-2', launchSeq: 2 }, T0 + 104).build,
+    ).toMatchObject({ state: 'queued', attempt: 3 });
   });
 
   it('the interruption of the last attempt ends in RETRY_LIMIT', () => {
@@ -273,7 +284,11 @@ interface Instance {
   instanceId: string;
   buildId: string;
   attempt: number;
+  /** From its `akanda-ci:launch` tag. */
+  launchSeq: number;
   live: boolean;
+  /** Its claim was accepted: only then does the node hold a result token. */
+  claimed: boolean;
 }
 
 class Violation extends Error {}
@@ -293,6 +308,8 @@ class World {
   readonly cancelledSets = new Set<string>();
   readonly successes = new Set<string>();
   private nextInstance = 1;
+  /** When set, EC2 never has capacity again once the random phase is over. */
+  noCapacityAfterwards = false;
 
   constructor(shape: { jobs: { voting: boolean }[]; commentOnly: boolean }[], maxAttempts: number) {
     shape.forEach((set, s) => {
@@ -379,9 +396,7 @@ class World {
       const read = op.read as Stored<Build>;
       const result = transition(read.value, op.event, this.now);
       if (result.changed && !this.writeBuild(op.buildId, result.build, read.version)) return false;
-      if (op.event.type === 'result' && op.event.result === 'SUCCESS' && result.changed) {
-        this.successes.add(`${op.buildId}#${read.value.attempt}`);
-      }
+      if (result.changed) this.checkAccepted(read.value, op.event, result.build);
       result.commands.forEach((command) => this.run(command));
       return true;
     }
@@ -408,11 +423,38 @@ class World {
     return true;
   }
 
+  /** What the spec says an accepted event may do, checked against what the model knows. */
+  private checkAccepted(before: Build, event: BuildEvent, after: Build): void {
+    const id = before.buildId;
+    if ((event.type === 'claimed' || event.type === 'result') && event.attempt !== before.attempt) {
+      throw new Violation(`${id}: a node of attempt ${event.attempt} changed attempt ${before.attempt}`);
+    }
+    if ((event.type === 'launched' || event.type === 'launch_failed') && event.launchSeq !== before.launchSeq) {
+      throw new Violation(`${id}: an answer to launch ${event.launchSeq} changed launch ${before.launchSeq}`);
+    }
+    if (event.type === 'interrupted') {
+      const instance = this.instances.find((i) => i.instanceId === event.instanceId)!;
+      if (instance.attempt !== before.attempt) {
+        throw new Violation(`${id}: interruption of attempt ${instance.attempt} hit attempt ${before.attempt}`);
+      }
+    }
+    if (event.type === 'claimed') this.instances.find((i) => i.instanceId === event.instanceId)!.claimed = true;
+    if (event.type === 'result' && event.result === 'SUCCESS') this.successes.add(`${id}#${event.attempt}`);
+    if (after.state === 'timed_out') {
+      const due = (before.launchedAt ?? Infinity) + before.timeoutSeconds + before.graceSeconds;
+      if (this.now < due) throw new Violation(`${id}: timed out at ${this.now}, before ${due}`);
+    }
+  }
+
   private run(command: BuildCommand): void {
     if (command.type === 'launch') this.launches.push(command);
     else if (command.type === 'terminate') {
       const instance = this.instances.find((i) => i.instanceId === command.instanceId);
       if (instance === undefined) throw new Violation(`terminate of unknown instance ${command.instanceId}`);
+      const owner = this.builds.get(instance.buildId)!.value;
+      if (!isTerminal(owner.state) && owner.instanceId === instance.instanceId) {
+        throw new Violation(`${owner.buildId}: terminated its own node ${instance.instanceId} while ${owner.state}`);
+      }
       instance.live = false;
     } else this.ops.push({ kind: 'report', buildsetId: command.buildsetId });
   }
@@ -443,7 +485,14 @@ class World {
     if (!again) this.launches.splice(at, 1);
     if (outcome === 'ok') {
       const instanceId = `i-${this.nextInstance++}`;
-      this.instances.push({ instanceId, buildId: launch.buildId, attempt: launch.attempt, live: true });
+      this.instances.push({
+        instanceId,
+        buildId: launch.buildId,
+        attempt: launch.attempt,
+        launchSeq: launch.launchSeq,
+        live: true,
+        claimed: false,
+      });
       this.pending.push({
         buildId: launch.buildId,
         event: { type: 'launched', launchSeq: launch.launchSeq, instanceId },
@@ -459,13 +508,17 @@ class World {
     }
   }
 
-  /** A node (live or long gone) calls back with its attempt, as the node API knows it from the token. */
+  /**
+   * A node (live or long gone) calls back with its attempt, as the node API knows it from the token.
+   * Results come only from nodes whose claim was accepted: the node API hands out the result token then.
+   */
   node(index: number, what: 'claim' | NodeResult): void {
     if (this.instances.length === 0) return;
     const instance = this.instances[index % this.instances.length]!;
+    if (what !== 'claim' && !instance.claimed) return;
     const event: BuildEvent =
       what === 'claim'
-        ? { type: 'claimed', attempt: instance.attempt }
+        ? { type: 'claimed', attempt: instance.attempt, launchSeq: instance.launchSeq, instanceId: instance.instanceId }
         : { type: 'result', result: what, elapsedSeconds: 42, attempt: instance.attempt };
     this.pending.push({ buildId: instance.buildId, event });
   }
@@ -474,7 +527,8 @@ class World {
   interrupt(index: number): void {
     if (this.instances.length === 0) return;
     const instance = this.instances[index % this.instances.length]!;
-    this.pending.push({ buildId: instance.buildId, event: { type: 'interrupted', instanceId: instance.instanceId } });
+    const event: BuildEvent = { type: 'interrupted', instanceId: instance.instanceId, launchSeq: instance.launchSeq };
+    this.pending.push({ buildId: instance.buildId, event });
   }
 
   deadline(index: number): void {
@@ -490,7 +544,7 @@ class World {
   drain(): void {
     for (let round = 0; round < 100; round += 1) {
       while (this.ops.length > 0) this.write(0);
-      while (this.launches.length > 0) this.fleet(0, 'ok', false);
+      while (this.launches.length > 0) this.fleet(0, this.noCapacityAfterwards ? 'capacity' : 'ok', false);
       while (this.pending.length > 0) {
         this.deliver(0, false);
         while (this.ops.length > 0) this.write(0);
@@ -524,11 +578,11 @@ type Action =
 
 const index = fc.nat({ max: 50 });
 const action: fc.Arbitrary<Action> = fc.oneof(
-  { arbitrary: fc.record({ t: fc.constant('deliver' as const), i: index, dup: fc.boolean() }), weight: 6 },
-  { arbitrary: fc.record({ t: fc.constant('read' as const), i: index }), weight: 3 },
-  { arbitrary: fc.record({ t: fc.constant('write' as const), i: index }), weight: 6 },
-  { arbitrary: fc.record({ t: fc.constant('tick' as const), dt: fc.integer({ min: 1, max: 3000 }) }), weight: 2 },
-  { arbitrary: fc.constant({ t: 'schedule' as const }), weight: 3 },
+  { arbitrary: fc.record({ t: fc.constant('deliver' as const), i: index, dup: fc.boolean() }), weight: 30 },
+  { arbitrary: fc.record({ t: fc.constant('read' as const), i: index }), weight: 15 },
+  { arbitrary: fc.record({ t: fc.constant('write' as const), i: index }), weight: 30 },
+  { arbitrary: fc.record({ t: fc.constant('tick' as const), dt: fc.integer({ min: 1, max: 900 }) }), weight: 10 },
+  { arbitrary: fc.constant({ t: 'schedule' as const }), weight: 15 },
   {
     arbitrary: fc.record({
       t: fc.constant('fleet' as const),
@@ -536,7 +590,7 @@ const action: fc.Arbitrary<Action> = fc.oneof(
       outcome: fc.constantFrom('ok' as const, 'ok' as const, 'capacity' as const, 'fatal' as const),
       again: fc.boolean(),
     }),
-    weight: 4,
+    weight: 20,
   },
   {
     arbitrary: fc.record({
@@ -550,10 +604,10 @@ const action: fc.Arbitrary<Action> = fc.oneof(
         'INTERRUPTED' as const,
       ),
     }),
-    weight: 5,
+    weight: 25,
   },
-  { arbitrary: fc.record({ t: fc.constant('interrupt' as const), i: index }), weight: 2 },
-  { arbitrary: fc.record({ t: fc.constant('deadline' as const), i: index }), weight: 2 },
+  { arbitrary: fc.record({ t: fc.constant('interrupt' as const), i: index }), weight: 10 },
+  { arbitrary: fc.record({ t: fc.constant('deadline' as const), i: index }), weight: 10 },
   { arbitrary: fc.record({ t: fc.constant('cancel' as const), i: index }), weight: 1 },
 );
 
@@ -609,9 +663,11 @@ describe('the lifecycle under every interleaving', () => {
       fc.property(
         worldShape,
         fc.integer({ min: 1, max: 3 }),
-        fc.array(action, { maxLength: 120 }),
-        (shape, maxAttempts, actions) => {
+        fc.array(action, { minLength: 10, maxLength: 200, size: 'max' }),
+        fc.boolean(),
+        (shape, maxAttempts, actions, noCapacityAfterwards) => {
           const world = new World(shape, maxAttempts);
+          world.noCapacityAfterwards = noCapacityAfterwards;
           play(world, actions);
 
           for (const [buildId, { value: b }] of world.builds) {
