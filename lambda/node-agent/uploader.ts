@@ -34,6 +34,8 @@ const CONTENT_TYPES: Record<string, string> = {
   '.qcow2': 'application/octet-stream',
 };
 
+const CONSOLE_LOG = 'job-output.txt';
+
 export function contentTypeFor(fileName: string): string {
   return CONTENT_TYPES[path.extname(fileName).toLowerCase()] ?? 'application/octet-stream';
 }
@@ -46,6 +48,8 @@ export interface UploadOptions {
   /** Per request without progress. */
   timeoutMs?: number;
   concurrency?: number;
+  /** Once this many files failed despite retries, the rest are not attempted. */
+  giveUpAfterFailures?: number;
 }
 
 export interface UploadSummary {
@@ -159,13 +163,27 @@ export async function uploadDirectory(
   upload: PresignedUpload,
   options: UploadOptions,
 ): Promise<UploadSummary> {
-  const files = await listFiles(dir);
+  // The console log first: if the target fails part way, it is the one file worth having.
+  const files = (await listFiles(dir)).sort(
+    (a, b) => Number(b.relative === CONSOLE_LOG) - Number(a.relative === CONSOLE_LOG),
+  );
   const summary: UploadSummary = { uploaded: 0, bytes: 0, failed: [] };
+  const giveUpAfter = options.giveUpAfterFailures ?? 3;
   let next = 0;
+  let gaveUp = false;
   const worker = async (): Promise<void> => {
     while (next < files.length) {
       const file = files[next++];
       const key = `${upload.keyPrefix}${file.relative}`;
+      // With the target failing file after file, retrying each one would keep the node up for hours.
+      if (summary.failed.length >= giveUpAfter) {
+        if (!gaveUp) {
+          options.log(`${summary.failed.length} files failed to upload; not attempting the rest`);
+          gaveUp = true;
+        }
+        summary.failed.push({ key, error: 'not attempted after repeated upload failures' });
+        continue;
+      }
       try {
         await withRetries(
           () =>

@@ -417,8 +417,8 @@ describe('runNodeAgent uploads', () => {
     };
   }
 
-  async function runThrough(proxyUrl: string): Promise<AgentRun> {
-    const started = startAgent(harness, jobSpec(harness, { run: 'echo hello' }), { uploadRetrySeconds: 3 });
+  async function runThrough(proxyUrl: string, run = 'echo hello'): Promise<AgentRun> {
+    const started = startAgent(harness, jobSpec(harness, { run }), { uploadRetrySeconds: 3 });
     const onClaim = harness.api.onClaim;
     harness.api.onClaim = (body) => {
       const reply = onClaim(body);
@@ -445,17 +445,27 @@ describe('runNodeAgent uploads', () => {
     }
   });
 
-  it('reports ERROR instead of SUCCESS when the logs cannot be published', async () => {
+  it('reports ERROR instead of SUCCESS when the logs cannot be published, and stops trying after a few files', async () => {
     const proxy = await flakyUploadProxy(Infinity);
     try {
-      const run = await runThrough(proxy.url);
+      const run = await runThrough(
+        proxy.url,
+        'for i in $(seq 1 20); do echo $i > "$AKANDA_CI_LOG_DIR/file-$i.txt"; done',
+      );
       expect(run.outcome).toMatchObject({
         result: 'ERROR',
         reported: true,
-        error: '3 of 3 log files could not be uploaded',
+        error: '23 of 23 log files could not be uploaded',
       });
       expect(harness.api.results().map((body) => body.result)).toEqual(['ERROR']);
       expect(run.logLines).toContain('upload of "job-output.txt" failed: upload answered 403 AccessDenied');
+      const consoleFailure = run.logLines.indexOf(
+        'upload of "job-output.txt" failed: upload answered 403 AccessDenied',
+      );
+      const gaveUp = run.logLines.findIndex((line) => / files failed to upload; not attempting the rest$/.test(line));
+      expect(consoleFailure).toBeGreaterThan(-1);
+      expect(gaveUp).toBeGreaterThan(consoleFailure);
+      expect(proxy.requests).toBeLessThan(23);
     } finally {
       await proxy.close();
     }
