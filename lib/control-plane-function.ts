@@ -16,6 +16,15 @@ export const CONTROL_PLANE_RUNTIME = lambda.Runtime.NODEJS_24_X;
 
 const REPOSITORY_ROOT = join(__dirname, '..');
 
+/**
+ * The esbuild `define` that inlines the config: `process.env.AKANDA_CI_CONFIG_JSON` becomes a string
+ * literal holding the config's JSON. `appliance.latestImageUrl` stays as configured; when it is unset
+ * the handlers derive it from `PUBLIC_BASE_URL` (a deploy-time token cannot be inlined at synth).
+ */
+export function configDefine(config: Config): Record<string, string> {
+  return { 'process.env.AKANDA_CI_CONFIG_JSON': JSON.stringify(JSON.stringify(config)) };
+}
+
 export interface ControlPlaneFunctionProps {
   readonly handlerName: HandlerName;
   /** The validated config, inlined into the bundle as `process.env.AKANDA_CI_CONFIG_JSON`. */
@@ -80,7 +89,7 @@ export class ControlPlaneFunction extends Construct {
         externalModules: [],
         forceDockerBundling: false,
         logLevel: nodejs.LogLevel.WARNING,
-        define: { 'process.env.AKANDA_CI_CONFIG_JSON': JSON.stringify(JSON.stringify(props.config)) },
+        define: configDefine(props.config),
       },
     });
   }

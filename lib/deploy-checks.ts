@@ -26,8 +26,6 @@ export const MAX_STACK_PREFIX_LENGTH = 20;
 
 const INSTANCE_TYPE = /^([a-z][a-z0-9-]*)\.([a-z0-9-]+)$/;
 const SSM_PARAMETER = /^\/[A-Za-z0-9_.\-/]+$/;
-const SAFE_FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
-
 /** vCPUs of a size on the 2-vCPU-per-large scale every current family uses; undefined for metal and unknown sizes. */
 export function vcpusOfSize(size: string): number | undefined {
   if (size === 'large') return 2;
@@ -134,13 +132,6 @@ export function deployProblems(config: Config, source = 'akanda-ci.yaml'): strin
     problems.push({
       path: ['deploy', 'stackPrefix'],
       message: `at most ${MAX_STACK_PREFIX_LENGTH} characters: it also names the S3 buckets, whose names are limited to 63`,
-    });
-  }
-  if (!SAFE_FILE_NAME.test(config.appliance.latestImageName)) {
-    problems.push({
-      path: ['appliance', 'latestImageName'],
-      message:
-        'expected a file name of letters, digits, ".", "_" and "-" (it is a key at the root of the images bucket)',
     });
   }
   return problems.map(({ path, message }) => `${source}: ${formatIssuePath(path)}: ${message}`);

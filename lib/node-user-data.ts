@@ -44,9 +44,9 @@ export function nodeBootstrapCommands(props: NodeBootstrapProps): string[] {
     'trap - ERR',
     'set +e',
     `cd ${AGENT_HOME}`,
-    `AKANDA_CI_AGENT_MODE=ec2 node ${AGENT_HOME}/node-agent.js`,
+    `node ${AGENT_HOME}/node-agent.js --ec2`,
     'echo "akanda-ci: node agent exited with status $?"',
-    // One node, one build: whatever the agent did, the instance ends (and terminates) now.
+    // The agent powers off itself; this covers an agent that crashed. One node, one build.
     'shutdown -h now',
   ];
 }

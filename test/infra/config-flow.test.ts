@@ -1,0 +1,110 @@
+/**
+ * Config changes reach the templates: a new node label, another log retention, the node limit,
+ * the alarm email, the SSM opt-in. Handlers are not bundled here (only template wiring is tested).
+ */
+import { Match, type Template } from 'aws-cdk-lib/assertions';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { parseDocument } from 'yaml';
+import { defaultConfigText, synthesize, type Synthesized } from './synth';
+
+function variantConfig(): string {
+  const document = parseDocument(defaultConfigText());
+  document.setIn(['nodes', 'tempest-large'], {
+    instanceTypes: ['m8i.4xlarge', 'r8i.4xlarge'],
+    nestedVirtualization: true,
+    rootVolumeGiB: 200,
+    onDemandFallback: false,
+  });
+  document.setIn(['deploy', 'logRetentionDays'], 90);
+  document.setIn(['deploy', 'alarmEmail'], 'ci-ops@example.org');
+  document.setIn(['deploy', 'ssmSessionManager'], true);
+  document.setIn(['deploy', 'stackPrefix'], 'AkandaCiStaging');
+  document.setIn(['limits', 'maxConcurrentNodes'], 25);
+  document.setIn(['limits', 'buildTimeLimit'], '2h');
+  return document.toString();
+}
+
+let synth: Synthesized;
+
+beforeAll(() => {
+  synth = synthesize(variantConfig());
+});
+
+function launchTemplates(template: Template): Record<string, unknown>[] {
+  return Object.values(template.findResources('AWS::EC2::LaunchTemplate')).map(
+    (t) => (t as { Properties: { LaunchTemplateData: Record<string, unknown> } }).Properties.LaunchTemplateData,
+  );
+}
+
+test('stack names follow deploy.stackPrefix', () => {
+  expect([synth.stacks.artifacts, synth.stacks.fleet, synth.stacks.controlPlane].map((s) => s.stackName)).toEqual([
+    'AkandaCiStaging-Artifacts',
+    'AkandaCiStaging-Fleet',
+    'AkandaCiStaging-ControlPlane',
+  ]);
+});
+
+test('a new node label creates a launch template with its size and nested virtualization', () => {
+  const templates = launchTemplates(synth.fleet);
+  expect(templates).toHaveLength(4);
+  const large = templates.filter((t) => JSON.stringify(t.BlockDeviceMappings).includes('"VolumeSize":200'));
+  expect(large).toEqual([expect.objectContaining({ CpuOptions: { NestedVirtualization: 'enabled' } })]);
+  const scheduler = Object.values(synth.controlPlane.findResources('AWS::Lambda::Function')).find(
+    (fn) => (fn as { Properties: { Description?: string } }).Properties.Description === 'akanda-ci scheduler',
+  );
+  const launchTemplatesEnv = JSON.stringify(scheduler);
+  expect(launchTemplatesEnv).toContain('\\"tempest-large\\":{\\"launchTemplateId\\":');
+  expect(launchTemplatesEnv).toContain('\\"instanceTypes\\":[\\"m8i.4xlarge\\",\\"r8i.4xlarge\\"]');
+});
+
+test('a different log retention shows up in the logs bucket lifecycle', () => {
+  synth.artifacts.hasResourceProperties('AWS::S3::Bucket', {
+    BucketName: Match.objectLike({ 'Fn::Join': ['', Match.arrayWith(['akandacistaging-logs-'])] }),
+    LifecycleConfiguration: { Rules: Match.arrayWith([Match.objectLike({ ExpirationInDays: 90 })]) },
+  });
+});
+
+test('the node limit and the alarm email reach the alarms', () => {
+  synth.controlPlane.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'RunningNodes', Threshold: 25 });
+  synth.controlPlane.hasResourceProperties('AWS::SNS::Subscription', {
+    Protocol: 'email',
+    Endpoint: 'ci-ops@example.org',
+  });
+  synth.controlPlane.hasResourceProperties('AWS::Lambda::Function', {
+    Description: 'akanda-ci node-api',
+    ReservedConcurrentExecutions: 50,
+  });
+});
+
+test('the build time limit bounds every node lifetime in the user data', () => {
+  // 2h + 10m grace + 30m margin.
+  expect(JSON.stringify(launchTemplates(synth.fleet)[0]?.UserData)).toContain('shutdown -h +160 ');
+});
+
+test('the SSM opt-in gives nodes an instance profile, and the launcher may pass only that role, only to EC2', () => {
+  for (const template of launchTemplates(synth.fleet)) expect(template.IamInstanceProfile).toBeDefined();
+  synth.fleet.resourceCountIs('AWS::IAM::InstanceProfile', 1);
+  const passRole = Object.values(synth.controlPlane.findResources('AWS::IAM::Policy')).flatMap(
+    (policy) =>
+      (policy as { Properties: { PolicyDocument: { Statement: { Action: unknown; Condition?: unknown }[] } } })
+        .Properties.PolicyDocument.Statement,
+  );
+  const statements = passRole.filter((s) => JSON.stringify(s.Action).includes('iam:PassRole'));
+  expect(statements).toEqual([
+    expect.objectContaining({
+      Resource: expect.anything(),
+      Condition: { StringEquals: { 'iam:PassedToService': 'ec2.amazonaws.com' } },
+    }),
+  ]);
+});
+
+test('cdk-nag fails synth on an unacknowledged finding', () => {
+  expect(() =>
+    synthesize(defaultConfigText(), {
+      modify: ({ artifacts }) => {
+        // A bucket without TLS enforcement, access logs or public access block: AwsSolutions-S1/S10.
+        new s3.Bucket(artifacts, 'Careless', { blockPublicAccess: s3.BlockPublicAccess.BLOCK_ACLS_ONLY });
+      },
+    }),
+  ).toThrow(/AwsSolutions-S10/);
+});
