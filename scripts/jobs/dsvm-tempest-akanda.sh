@@ -12,7 +12,8 @@
 #   --project PROJECT       one more repository to prepare and give devstack (may repeat)
 #
 # Node settings (not from Gerrit): AKANDA_CI_DEVSTACK_DEST (/opt/stack), AKANDA_CI_STACK_USER
-# (stack), AKANDA_CI_GIT_MIRROR_DIR (/opt/git), AKANDA_CI_KVM_DEVICE (/dev/kvm),
+# (stack), AKANDA_CI_GIT_MIRROR_DIR (/opt/git), AKANDA_CI_FILES_CACHE (/opt/cache/files),
+# AKANDA_CI_KVM_DEVICE (/dev/kvm),
 # AKANDA_CI_LIBVIRT_TYPE (kvm|qemu; default: kvm when the KVM device works).
 set -euo pipefail
 
@@ -57,6 +58,8 @@ require_safe_path DEST
 STACK_USER=${AKANDA_CI_STACK_USER:-stack}
 require_match STACK_USER '^[a-z_][a-z0-9_-]*$' 'a user name'
 KVM_DEVICE=${AKANDA_CI_KVM_DEVICE:-/dev/kvm}
+FILES_CACHE=${AKANDA_CI_FILES_CACHE:-/opt/cache/files}
+stack_home=$DEST
 case $AKANDA_CI_IMAGE_MODE in
   none) die "dsvm-tempest-akanda needs the appliance image: give the job needsImage: true (AKANDA_CI_IMAGE_MODE is none)" ;;
   prebuilt) require_url AKANDA_CI_IMAGE_URL ;;
@@ -236,8 +239,13 @@ list_regex() {
   echo "^(${ids[*]})\$"
 }
 
+# devstack refuses to run as root; its user gets its own HOME (pip and tempest write there).
 as_stack() {
-  if [[ $(id -u) == 0 ]]; then run_limited runuser -u "$STACK_USER" -- "$@"; else run_limited "$@"; fi
+  if [[ $(id -u) == 0 || $DRY_RUN == 1 ]]; then
+    run_limited runuser -u "$STACK_USER" -- env HOME="$stack_home" "$@"
+  else
+    run_limited "$@"
+  fi
 }
 
 # --- 1. the repositories -----------------------------------------------------------------
@@ -266,6 +274,8 @@ while IFS=$'\t' read -r project revision _; do
   run git -C "$target" checkout --quiet --detach "$revision"
 done <"$AKANDA_CI_LOG_DIR/repos.txt"
 run cp "$AKANDA_CI_LOG_DIR/local.conf" "$DEST/devstack/local.conf"
+# Images the node image pre-downloaded (CirrOS, the appliance); devstack skips what is in files/.
+if [[ -d $FILES_CACHE ]]; then run cp -R "$FILES_CACHE/." "$DEST/devstack/files/"; fi
 if [[ $AKANDA_CI_IMAGE_MODE == prebuilt ]]; then
   # devstack's upload_image reuses files/<name of the URL>: verify it there before devstack runs.
   run "$AKANDA_CI_JOBS_DIR/fetch-verified-image.sh" "$AKANDA_CI_IMAGE_URL" \
@@ -274,9 +284,10 @@ fi
 if [[ $(id -u) == 0 || $DRY_RUN == 1 ]]; then
   if ! id -u "$STACK_USER" >/dev/null 2>&1; then run "$DEST/devstack/tools/create-stack-user.sh"; fi
   stack_home=$(getent passwd "$STACK_USER" | cut -d: -f6 || true)
-  stack_home=${stack_home:-/opt/stack}
+  stack_home=${stack_home:-$DEST}
   # The plugin puts this key into the appliance for the orchestrator's SSH access.
   if [[ ! -f $stack_home/.ssh/id_rsa.pub ]]; then
+    run runuser -u "$STACK_USER" -- mkdir -p "$stack_home/.ssh"
     run runuser -u "$STACK_USER" -- ssh-keygen -q -t rsa -N '' -f "$stack_home/.ssh/id_rsa"
   fi
   run chown -R "$STACK_USER:" "$DEST"

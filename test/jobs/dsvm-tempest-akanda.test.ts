@@ -5,8 +5,11 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { findJob, parseConfig } from '../../lambda/core/config';
 import {
   JOBS,
+  REPO_ROOT,
+  SCRIPTS,
   SYSTEM_PATH,
   agentCheckout,
   readCommands,
@@ -84,6 +87,7 @@ function newCase(checkouts: { project: string; ref: string }[], overrides: Recor
     AKANDA_CI_DEVSTACK_DEST: dest,
     AKANDA_CI_GIT_MIRROR_DIR: join(dir, 'no-mirrors'),
     AKANDA_CI_KVM_DEVICE: join(dir, 'no-kvm'),
+    AKANDA_CI_FILES_CACHE: join(dir, 'files-cache'),
     ...overrides,
   };
   return { dir, workspace, logDir, dest, env };
@@ -107,6 +111,7 @@ describe('a check of an akanda-rug change on master with the prebuilt image', ()
 
   beforeAll(async () => {
     c = newCase([{ project: AKANDA.rug, ref: world.rugChange.ref }]);
+    mkdirSync(c.env.AKANDA_CI_FILES_CACHE!);
     result = await dryRun(c);
   });
 
@@ -163,6 +168,7 @@ describe('a check of an akanda-rug change on master with the prebuilt image', ()
       (w) => w.join(' ') === `git -C ${c.dest}/akanda-rug checkout --quiet --detach ${world.rugChange.revision}`,
     );
     const copyConf = at((w) => w[0] === 'cp' && w[2] === `${c.dest}/devstack/local.conf`);
+    const copyCache = at((w) => w.join(' ') === `cp -R ${c.env.AKANDA_CI_FILES_CACHE}/. ${c.dest}/devstack/files/`);
     const verify = at(
       (w) =>
         w[0] === join(JOBS, 'fetch-verified-image.sh') &&
@@ -173,9 +179,8 @@ describe('a check of an akanda-rug change on master with the prebuilt image', ()
     const tempest = at((w) => w.includes('all'));
     const functional = at((w) => w.slice(-3).join(' ') === 'tox -e functional');
     const collect = at((w) => w[0] === join(JOBS, 'collect-devstack-logs.sh'));
-    expect([placeRug, copyConf, verify, stack, tempest, functional, collect]).toEqual(
-      [placeRug, copyConf, verify, stack, tempest, functional, collect].sort((a, b) => a - b),
-    );
+    const order = [placeRug, copyConf, copyCache, verify, stack, tempest, functional, collect];
+    expect(order).toEqual([...order].sort((a, b) => a - b));
     // the default subset: Tempest's network tests, which need Akanda's routers
     expect(commands[tempest]!.slice(-5, -1)).toEqual(['tox', '-e', 'all', '--']);
     expect(commands[tempest]!.at(-1)).toMatch(/^\^tempest\\\.\(api\\\.network/);
@@ -382,5 +387,28 @@ describe('a change to akanda-horizon', () => {
     expect(calls).toContainEqual(['enable_service', 'horizon']);
     expect(calls).not.toContainEqual(['disable_service', 'horizon']);
     expect(repoMap(c).get(AKANDA.horizon)?.revision).toBe(change.revision);
+  });
+});
+
+describe("the default config's run line", () => {
+  it('runs through bash -c as the agent runs it, and hands the configured Tempest regex over intact', async () => {
+    const config = parseConfig(readFileSync(join(REPO_ROOT, 'akanda-ci.yaml'), 'utf8'));
+    const job = findJob(config, 'dsvm-tempest-akanda');
+    expect(job).toBeDefined();
+    const configured = /--tempest-regex '([^']+)'/.exec(job!.run)?.[1];
+    expect(configured).toBeDefined();
+    const c = newCase([{ project: AKANDA.rug, ref: world.rugChange.ref }]);
+    const result = await runProgram(
+      'bash',
+      ['-c', `${job!.run} --dry-run`],
+      { ...c.env, AKANDA_CI_SCRIPTS: SCRIPTS },
+      join(c.workspace, AKANDA.rug),
+    );
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    const tempest = readCommands(join(c.logDir, 'commands.txt'))
+      .map(shellWords)
+      .find((w) => w.includes('all'));
+    expect(tempest?.at(-1)).toBe(configured);
   });
 });
