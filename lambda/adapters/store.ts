@@ -4,6 +4,8 @@
  * Items:
  * - event dedupe   pk `EVENT#<canonical key>`  sk `EVENT`     written once (attribute_not_exists)
  * - buildset       pk `BUILDSET#<id>`          sk `BUILDSET`  gsi1 `change#<project>#<change>` / `<createdAt>#<id>`
+ * - instance       pk `INSTANCE#<id>`          sk `INSTANCE`  the build a node was launched for
+ * - launch lease   pk `LEASE#launch`           sk `LEASE`     one launcher at a time
  * - build          pk `BUILD#<id>`             sk `BUILD`     gsi1 `build#<state>` / `<createdAt>#<id>` while not terminal
  *
  * Every build and buildset write is conditional on the `version` the writer read, so two handlers
@@ -55,6 +57,8 @@ export interface StoredBuildset {
 const FINISHED_TTL_SECONDS = 30 * 24 * 3600;
 /** Gerrit redelivers within minutes; a week is ample. */
 const EVENT_TTL_SECONDS = 7 * 24 * 3600;
+/** Longer than any build may run (limits.buildTimeLimit is at most a day in practice). */
+const INSTANCE_TTL_SECONDS = 2 * 24 * 3600;
 
 export class Store {
   private readonly doc: DynamoDBDocumentClient;
@@ -207,6 +211,29 @@ export class Store {
       start = out.LastEvaluatedKey;
     } while (start);
     return count;
+  }
+
+  /** Remembers which build a node was launched for (EC2 events name only the instance). */
+  async recordInstance(instanceId: string, buildId: string, now: number): Promise<void> {
+    await this.doc.send(
+      new PutCommand({
+        TableName: this.tableName,
+        Item: {
+          pk: `INSTANCE#${instanceId}`,
+          sk: 'INSTANCE',
+          buildId,
+          expiresAt: Math.ceil(now) + INSTANCE_TTL_SECONDS,
+        },
+      }),
+    );
+  }
+
+  async buildOfInstance(instanceId: string): Promise<string | undefined> {
+    const out = await this.doc.send(
+      new GetCommand({ TableName: this.tableName, Key: { pk: `INSTANCE#${instanceId}`, sk: 'INSTANCE' } }),
+    );
+    const buildId = out.Item?.buildId;
+    return typeof buildId === 'string' ? buildId : undefined;
   }
 
   /**

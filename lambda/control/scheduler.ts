@@ -250,6 +250,9 @@ async function launchUnderLimit(ports: ControlPorts): Promise<void> {
         nodeLabel: launch.nodeLabel,
         claimToken,
       });
+      if (outcome.status === 'launched') {
+        await ports.store.recordInstance(outcome.instanceId, launch.buildId, ports.now());
+      }
       event = launchEvent(outcome, launch.launchSeq);
     } catch (error) {
       event = {

@@ -1,4 +1,27 @@
-// Placeholder so the stacks can bundle this entry point while the control plane is written.
-export async function handler(): Promise<void> {
-  throw new Error('node-api: not implemented yet');
+/** `POST /node/claim|result|heartbeat` behind a Function URL: lambda/control/node-api.ts. */
+import type { LambdaFunctionURLEvent, LambdaFunctionURLResult } from 'aws-lambda';
+import { MAX_BODY_BYTES } from '../control/http';
+import { handleNodeRequest } from '../control/node-api';
+import { awsPorts, logger } from './aws-ports';
+import { requestBody, toResult } from './function-url';
+
+export async function handler(event: LambdaFunctionURLEvent): Promise<LambdaFunctionURLResult> {
+  if (event.requestContext?.http?.method !== 'POST') return toResult({ status: 405, body: { error: 'POST only' } });
+  const body = requestBody(event);
+  if (body.length > MAX_BODY_BYTES) return toResult({ status: 413, body: { error: 'body too large' } });
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    return toResult({ status: 400, body: { error: 'body is not JSON' } });
+  }
+  try {
+    return toResult(await handleNodeRequest(awsPorts(), event.rawPath ?? '', parsed));
+  } catch (error) {
+    logger.error('node API failed', {
+      path: (event.rawPath ?? '').slice(0, 40),
+      error: error instanceof Error ? error.message : String(error),
+    });
+    return toResult({ status: 500, body: { error: 'internal error' } });
+  }
 }

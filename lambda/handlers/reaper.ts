@@ -1,4 +1,8 @@
-// Placeholder so the stacks can bundle this entry point while the control plane is written.
+/** EventBridge, every minute: lambda/control/reaper.ts. */
+import { reap } from '../control/reaper';
+import { awsPorts, logger } from './aws-ports';
+
 export async function handler(): Promise<void> {
-  throw new Error('reaper: not implemented yet');
+  const summary = await reap(awsPorts());
+  if (summary.timedOut.length > 0 || summary.terminated.length > 0) logger.info('reaper', { ...summary });
 }

@@ -1,4 +1,40 @@
-// Placeholder so the stacks can bundle this entry point while the control plane is written.
-export async function handler(): Promise<void> {
-  throw new Error('reporter: not implemented yet');
+/**
+ * SQS report queue -> lambda/control/reporter.ts. A retry keeps the message: its visibility is set
+ * to the backoff delay (ChangeMessageVisibility) and it is reported as a batch item failure, so SQS
+ * delivers it again after the delay; the DLQ catches messages that keep throwing.
+ */
+import { ChangeMessageVisibilityCommand, SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { reportBuildset } from '../control/reporter';
+import type { ReportMessage } from '../control/ports';
+import { awsPorts, logger } from './aws-ports';
+
+const sqs = new SQSClient({});
+
+export async function handler(event: SQSEvent): Promise<SQSBatchResponse> {
+  const ports = awsPorts();
+  const batchItemFailures: SQSBatchResponse['batchItemFailures'] = [];
+  for (const record of event.Records) {
+    try {
+      const message = JSON.parse(record.body) as ReportMessage;
+      const step = await reportBuildset(ports, message.buildsetId);
+      if (step.kind === 'retry') {
+        await sqs.send(
+          new ChangeMessageVisibilityCommand({
+            QueueUrl: process.env.REPORT_QUEUE_URL,
+            ReceiptHandle: record.receiptHandle,
+            VisibilityTimeout: Math.min(43_200, Math.max(1, Math.ceil(step.delaySeconds))),
+          }),
+        );
+        batchItemFailures.push({ itemIdentifier: record.messageId });
+      }
+    } catch (error) {
+      logger.error('report message failed', {
+        messageId: record.messageId,
+        error: error instanceof Error ? error.message : String(error),
+      });
+      batchItemFailures.push({ itemIdentifier: record.messageId });
+    }
+  }
+  return { batchItemFailures };
 }

@@ -134,6 +134,14 @@ describe('buildsets', () => {
   });
 });
 
+describe('instances', () => {
+  it('remembers the build a node was launched for', async () => {
+    expect(await store.buildOfInstance('i-0123456789abcdef0')).toBeUndefined();
+    await store.recordInstance('i-0123456789abcdef0', 'b-1', 100);
+    expect(await store.buildOfInstance('i-0123456789abcdef0')).toBe('b-1');
+  });
+});
+
 describe('leases', () => {
   it('gives a lease to one holder until it is released or expires', async () => {
     expect(await store.acquireLease('launch', 'a', 100, 30)).toBe(true);

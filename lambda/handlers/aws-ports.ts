@@ -1,0 +1,67 @@
+/**
+ * The control plane's ports in AWS, built once per Lambda container from the environment the
+ * stacks set (docs/design.md "Control-plane environment"). Secrets are read through Secrets
+ * Manager with a short cache and never logged.
+ */
+import { Logger } from '@aws-lambda-powertools/logger';
+import { EC2Client } from '@aws-sdk/client-ec2';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { createLogArtifacts, createS3Client } from '../adapters/artifacts';
+import { Ec2Fleet, parseLaunchTemplates, parseSubnetIds } from '../adapters/ec2-fleet';
+import { GerritClient, REVIEW_MAX_ATTEMPTS, reviewRetryDelayFor } from '../adapters/gerrit-client';
+import { SqsQueue } from '../adapters/queue';
+import { runtimeConfig } from '../adapters/runtime-config';
+import { createSecretReader } from '../adapters/secrets';
+import { Store } from '../adapters/store';
+import type { ControlPorts, LoggerPort, ReportMessage, ScheduleMessage } from '../control/ports';
+
+export const logger = new Logger({ serviceName: 'akanda-ci' });
+
+let ports: ControlPorts | undefined;
+
+function env(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`environment variable ${name} is not set`);
+  return value;
+}
+
+function loggerPort(log: Logger): LoggerPort {
+  return {
+    info: (message, fields) => log.info(message, fields ?? {}),
+    warn: (message, fields) => log.warn(message, fields ?? {}),
+    error: (message, fields) => log.error(message, fields ?? {}),
+  };
+}
+
+export function awsPorts(): ControlPorts {
+  if (ports) return ports;
+  const config = runtimeConfig();
+  const secrets = createSecretReader();
+  const sqs = new SQSClient({});
+  const publicBaseUrl = env('PUBLIC_BASE_URL').replace(/\/+$/, '');
+  ports = {
+    config,
+    store: new Store(env('TABLE_NAME')),
+    scheduleQueue: new SqsQueue<ScheduleMessage>(sqs, env('SCHEDULE_QUEUE_URL')),
+    reportQueue: new SqsQueue<ReportMessage>(sqs, env('REPORT_QUEUE_URL')),
+    fleet: new Ec2Fleet({
+      client: new EC2Client({}),
+      launchTemplates: parseLaunchTemplates(env('LAUNCH_TEMPLATES')),
+      subnetIds: parseSubnetIds(env('SUBNET_IDS')),
+      // The node API itself never launches (it only terminates), so it is not given its own URL.
+      nodeApiUrl: process.env.NODE_API_URL ?? 'https://node-api.invalid',
+    }),
+    gerrit: new GerritClient({
+      baseUrl: config.gerrit.url,
+      username: config.gerrit.username,
+      password: () => secrets(env('GERRIT_PASSWORD_SECRET_ARN')),
+    }),
+    artifacts: createLogArtifacts({ client: createS3Client(), bucket: env('LOGS_BUCKET'), publicBaseUrl }),
+    now: () => Date.now() / 1000,
+    logger: loggerPort(logger),
+    webhookToken: () => secrets(env('WEBHOOK_TOKEN_SECRET_ARN')),
+    reportRetry: { delaySeconds: reviewRetryDelayFor, maxAttempts: REVIEW_MAX_ATTEMPTS },
+    imageBaseUrl: publicBaseUrl,
+  };
+  return ports;
+}
