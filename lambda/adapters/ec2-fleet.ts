@@ -116,6 +116,18 @@ export interface Ec2FleetOptions {
   nodeApiUrl: string;
 }
 
+/** The fleet the Lambdas use, from the environment the stacks set (docs/design.md). */
+export function ec2FleetFromEnvironment(client: EC2Client, env: NodeJS.ProcessEnv = process.env): Ec2Fleet {
+  const missing = ['LAUNCH_TEMPLATES', 'SUBNET_IDS', 'NODE_API_URL'].filter((name) => !env[name]);
+  if (missing.length > 0) throw new Error(`Ec2Fleet: missing environment ${missing.join(', ')}`);
+  return new Ec2Fleet({
+    client,
+    launchTemplates: parseLaunchTemplates(env.LAUNCH_TEMPLATES ?? ''),
+    subnetIds: parseSubnetIds(env.SUBNET_IDS ?? ''),
+    nodeApiUrl: env.NODE_API_URL ?? '',
+  });
+}
+
 interface LaunchStage {
   name: 'spot' | 'spot-metal' | 'on-demand';
   capacity: 'spot' | 'on-demand';
@@ -159,8 +171,9 @@ export class Ec2Fleet implements Fleet {
     const label = Object.hasOwn(this.launchTemplates, request.nodeLabel)
       ? this.launchTemplates[request.nodeLabel]
       : undefined;
-    if (label === undefined)
+    if (label === undefined) {
       return { status: 'failed', reason: `no launch template for node label "${safe(request.nodeLabel)}"` };
+    }
     if (!BUILD_ID.test(request.buildId)) return { status: 'failed', reason: 'build id is not usable as a tag value' };
     if (!Number.isSafeInteger(request.launchSeq) || request.launchSeq < 1) {
       return { status: 'failed', reason: 'launchSeq must be a positive integer' };
@@ -174,7 +187,8 @@ export class Ec2Fleet implements Fleet {
       const result = await this.tryStage(stage, request);
       const [first, ...extra] = result.instances;
       if (first !== undefined) {
-        if (extra.length > 0) await this.terminateInstances(extra.map((i) => i.instanceId));
+        // The node we keep must be reported even if cleaning up the extras fails (the reaper retries it).
+        if (extra.length > 0) await this.terminateInstances(extra.map((i) => i.instanceId)).catch(() => undefined);
         return { status: 'launched', ...first };
       }
       reasons.push(`${stage.name}: ${scrub(result.reason, request.claimToken)}`);
@@ -193,6 +207,7 @@ export class Ec2Fleet implements Fleet {
       try {
         await this.client.send(new TerminateInstancesCommand({ InstanceIds: chunk }));
       } catch (error) {
+        // NotFound: already gone (or, seconds after launch, not visible yet: the reaper catches those).
         if (errorCode(error) !== 'InvalidInstanceID.NotFound') throw error;
         // One gone instance fails the whole call: terminate the others one by one.
         if (chunk.length > 1) await this.terminateOneByOne(chunk);

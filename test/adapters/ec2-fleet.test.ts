@@ -14,6 +14,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import {
   CAPACITY_ERROR_CODES,
   Ec2Fleet,
+  ec2FleetFromEnvironment,
   parseLaunchTemplates,
   parseSubnetIds,
   type LabelLaunch,
@@ -294,6 +295,19 @@ describe('launch', () => {
     expect(terminated).toEqual([{ InstanceIds: ['i-0fffffffffffffff6'] }]);
   });
 
+  it('still reports the kept instance when terminating the extra one fails', async () => {
+    ec2.on(CreateFleetCommand).resolves({
+      $metadata: {},
+      Instances: [{ InstanceIds: ['i-0eeeeeeeeeeeeeee5', 'i-0fffffffffffffff6'], Lifecycle: 'spot' }],
+    });
+    ec2.on(TerminateInstancesCommand).rejects(awsError('InternalError', 500));
+    await expect(fleet().launch(REQUEST)).resolves.toMatchObject({
+      status: 'launched',
+      instanceId: 'i-0eeeeeeeeeeeeeee5',
+    });
+    expect(ec2.commandCalls(TerminateInstancesCommand)).toHaveLength(1);
+  });
+
   it('sends the same client token for a retried launch and a new one for the next launch', async () => {
     ec2.on(CreateFleetCommand).resolves(launchedOutput('i-0123456789abcdef0'));
     await fleet().launch(REQUEST);
@@ -451,6 +465,22 @@ describe('configuration', () => {
     expect(parseSubnetIds(' subnet-0a, subnet-0b ,')).toEqual(['subnet-0a', 'subnet-0b']);
     expect(() => parseSubnetIds('')).toThrow('SUBNET_IDS');
     expect(() => parseSubnetIds('subnet-1,$(id)')).toThrow('SUBNET_IDS');
+  });
+
+  it('builds the fleet from the environment of the stacks and names what is missing', async () => {
+    const env = {
+      LAUNCH_TEMPLATES: JSON.stringify({ small: SMALL }),
+      SUBNET_IDS: SUBNETS.join(','),
+      NODE_API_URL,
+    };
+    ec2.on(CreateFleetCommand).resolves(launchedOutput('i-0123456789abcdef0'));
+    await ec2FleetFromEnvironment(client, env).launch({ ...REQUEST, nodeLabel: 'small' });
+    expect(fleetInputs()[0]?.LaunchTemplateConfigs?.[0]?.LaunchTemplateSpecification?.LaunchTemplateId).toBe(
+      'lt-0small000000001',
+    );
+    expect(() => ec2FleetFromEnvironment(client, { SUBNET_IDS: 'subnet-1' })).toThrow(
+      'Ec2Fleet: missing environment LAUNCH_TEMPLATES, NODE_API_URL',
+    );
   });
 
   it('refuses a node API URL that cannot be a tag value', () => {
