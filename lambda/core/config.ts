@@ -36,112 +36,152 @@ const labelVote = z.strictObject({
 export const DEFAULT_RECHECK_REGEX = '^(Patch Set [0-9]+:)?( [\\w\\\\+-]*)*(\\n\\n)?\\s*recheck';
 
 const gerritSchema = z.strictObject({
-  /** REST base URL, e.g. https://review.openstack.org */
-  url: httpUrl,
-  /** Where nodes `git fetch` projects and change refs; defaults to `url`. */
-  gitUrl: gitUrl.optional(),
-  /** The CI account; its HTTP password comes from env GERRIT_HTTP_PASSWORD or Secrets Manager. */
-  username: nonEmpty,
+  url: httpUrl.describe('REST base URL, e.g. https://review.openstack.org'),
+  gitUrl: gitUrl.optional().describe('Where nodes `git fetch` projects and change refs; defaults to `url`.'),
+  username: nonEmpty.describe(
+    'The CI account; its HTTP password comes from env GERRIT_HTTP_PASSWORD or Secrets Manager.',
+  ),
 });
 
 const projectSchema = z.strictObject({
-  /** Gerrit project name, e.g. stackforge/akanda-rug. */
-  name: nonEmpty,
-  /** Regexes; a change is planned only when its branch matches one. Default: every branch. */
-  branches: z.array(regexSource).optional(),
-  check: jobNameList,
-  gate: jobNameList,
-  post: jobNameList,
+  name: nonEmpty.describe('Gerrit project name, e.g. stackforge/akanda-rug.'),
+  branches: z
+    .array(regexSource)
+    .optional()
+    .describe('Regexes; a change is planned only when its branch matches one. Default: every branch.'),
+  check: jobNameList.describe('Jobs run on each new patchset, restore and recheck comment.'),
+  gate: jobNameList.describe('Jobs run when the gate approval (pipelines.gateApproval) is newly granted.'),
+  post: jobNameList.describe('Jobs run after a merge: on ref-updated of refs/heads/*.'),
 });
 
 const jobSchema = z.strictObject({
   name: z
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { message: 'expected a job name of letters, digits, ".", "_" and "-"' }),
-  /** Shell command the node runs inside the checked-out project (a trusted value from this file). */
-  run: nonEmpty,
-  /** Node label: a key of `nodes`. */
-  node: nonEmpty,
-  timeout: duration.default('60m'),
-  voting: z.boolean().default(true),
-  /** Run only when a changed file matches one of these regexes (matched from the start of the path, as in Zuul). */
-  files: z.array(regexSource).optional(),
-  /** Skip when every changed file matches one of these regexes (from the start of the path). */
-  'irrelevant-files': z.array(regexSource).optional(),
-  /** Whether the job needs the appliance image (built from source or prebuilt). */
-  needsImage: z.boolean().default(false),
-  /** Post-merge image publishing job: its artifacts are promoted to the public image path. */
-  publishesImage: z.boolean().default(false),
+  run: nonEmpty.describe(
+    'Shell command the node runs inside the checked-out project (a trusted value from this file).',
+  ),
+  node: nonEmpty.describe('Node label: a key of `nodes`.'),
+  timeout: duration.default('60m').describe('Job timeout, e.g. 90m or 1h30m (capped by limits.buildTimeLimit).'),
+  voting: z.boolean().default(true).describe('A non-voting job is reported but does not decide the vote.'),
+  files: z
+    .array(regexSource)
+    .optional()
+    .describe(
+      'Run only when a changed file matches one of these regexes (matched from the start of the path, as in Zuul).',
+    ),
+  'irrelevant-files': z
+    .array(regexSource)
+    .optional()
+    .describe('Skip when every changed file matches one of these regexes (from the start of the path).'),
+  needsImage: z
+    .boolean()
+    .default(false)
+    .describe('Whether the job needs the appliance image (built from source or prebuilt).'),
+  publishesImage: z
+    .boolean()
+    .default(false)
+    .describe('Post-merge image publishing job: its artifacts are promoted to the public image path.'),
 });
 
 const nodeLabelSchema = z.strictObject({
-  /** Instance types in preference-free order; CreateFleet picks by price and capacity. */
-  instanceTypes: z.array(nonEmpty).min(1, { message: 'expected at least one instance type' }),
-  /** Enables CpuOptions.NestedVirtualization (c8i/m8i/r8i), so devstack gets /dev/kvm. */
-  nestedVirtualization: z.boolean().default(false),
-  /** Bare-metal types tried only when every virtual pool has no capacity (~10x the price). */
-  metalFallbackTypes: z.array(nonEmpty).default([]),
-  /** After spot capacity errors in every pool, launch on-demand. */
-  onDemandFallback: z.boolean().default(true),
+  instanceTypes: z
+    .array(nonEmpty)
+    .min(1, { message: 'expected at least one instance type' })
+    .describe('Instance types in preference-free order; CreateFleet picks by price and capacity.'),
+  nestedVirtualization: z
+    .boolean()
+    .default(false)
+    .describe('Enables CpuOptions.NestedVirtualization (c8i/m8i/r8i), so devstack gets /dev/kvm.'),
+  metalFallbackTypes: z
+    .array(nonEmpty)
+    .default([])
+    .describe('Bare-metal types tried only when every virtual pool has no capacity (~10x the price).'),
+  onDemandFallback: z.boolean().default(true).describe('After spot capacity errors in every pool, launch on-demand.'),
   rootVolumeGiB: z.number().int().min(8).max(16384).default(30),
-  /** Public SSM parameter holding the AMI id; default Ubuntu 24.04 LTS amd64. */
-  amiSsmParameter: nonEmpty.default(
-    '/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id',
-  ),
+  amiSsmParameter: nonEmpty
+    .default('/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id')
+    .describe('Public SSM parameter holding the AMI id; default Ubuntu 24.04 LTS amd64.'),
 });
 
 const applianceSchema = z.strictObject({
-  /** Projects whose changes are tested with an image built from the change. */
-  projects: z.array(nonEmpty).default(['stackforge/akanda-appliance', 'stackforge/akanda-appliance-builder']),
-  /** Public URL of the rolling image; unset: the deployed stacks fill in their CloudFront URL. */
-  latestImageUrl: httpUrl.optional(),
-  /** Image URL per stable branch, e.g. {"stable/kilo": "https://.../akanda-appliance-stable-kilo.qcow2"}. */
-  pinnedImages: z.record(z.string(), httpUrl).default({}),
-  /** File name of the rolling image in the image store. */
+  projects: z
+    .array(nonEmpty)
+    .default(['stackforge/akanda-appliance', 'stackforge/akanda-appliance-builder'])
+    .describe('Projects whose changes are tested with an image built from the change.'),
+  latestImageUrl: httpUrl
+    .optional()
+    .describe('Public URL of the rolling image; unset: the deployed stacks fill in their CloudFront URL.'),
+  pinnedImages: z
+    .record(z.string(), httpUrl)
+    .default({})
+    .describe('Image URL per stable branch, e.g. {"stable/kilo": "https://.../akanda-appliance-stable-kilo.qcow2"}.'),
   latestImageName: z
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { message: 'expected a file name of letters, digits, ".", "_" and "-"' })
-    .default('akanda-appliance-latest.qcow2'),
+    .default('akanda-appliance-latest.qcow2')
+    .describe('File name of the rolling image in the image store.'),
 });
 
 const pipelinesSchema = z.strictObject({
-  /** Case-insensitive regex a comment must match to re-run the check pipeline. */
-  recheckRegex: regexSource.default(DEFAULT_RECHECK_REGEX),
-  /** The approval that enters the gate pipeline when newly granted. */
-  gateApproval: labelVote.default({ label: 'Workflow', value: 1 }),
+  recheckRegex: regexSource
+    .default(DEFAULT_RECHECK_REGEX)
+    .describe(
+      'Case-insensitive regex a comment must match to re-run the check pipeline (it sees the first 1000 characters).',
+    ),
+  gateApproval: labelVote
+    .default({ label: 'Workflow', value: 1 })
+    .describe('The approval that enters the gate pipeline when newly granted.'),
 });
 
 const reportSchema = z.strictObject({
-  /** The label voted on; OpenStack third-party CIs vote Verified +1/-1 only. */
-  label: nonEmpty.default('Verified'),
-  /** Last line of every report: the CI's contact page (an OpenStack third-party CI rule). */
-  footer: z.string().default(''),
-  /** Comment without voting (for a new or unstable system). */
-  commentOnly: z.boolean().default(false),
+  label: nonEmpty
+    .default('Verified')
+    .describe('The label voted on; OpenStack third-party CIs vote Verified +1/-1 only.'),
+  footer: z
+    .string()
+    .default('')
+    .describe("Last line of every report: the CI's contact page (an OpenStack third-party CI rule)."),
+  commentOnly: z.boolean().default(false).describe('Comment without voting (for a new or unstable system).'),
 });
 
 const limitsSchema = z.strictObject({
   maxConcurrentNodes: z.number().int().min(1).max(1000).default(10),
-  /** Hard cap on any build, whatever its job timeout says. */
-  buildTimeLimit: duration.default('4h'),
-  /** Extra time after a job's timeout before the reaper declares TIMED_OUT. */
-  timeoutGrace: duration.default('10m'),
-  /** Launch attempts of one build (spot interruptions included) before RETRY_LIMIT. */
-  maxAttempts: z.number().int().min(1).max(10).default(3),
+  buildTimeLimit: duration.default('4h').describe('Hard cap on any build, whatever its job timeout says.'),
+  timeoutGrace: duration
+    .default('10m')
+    .describe("Extra time after a job's timeout before the reaper declares TIMED_OUT."),
+  maxAttempts: z
+    .number()
+    .int()
+    .min(1)
+    .max(10)
+    .default(3)
+    .describe('Launch attempts of one build (spot interruptions included) before RETRY_LIMIT.'),
 });
 
 const deploySchema = z.strictObject({
-  /** Days CI logs are kept; OpenStack asks for at least one month. */
-  logRetentionDays: z.number().int().min(1).max(3650).default(45),
-  /** Alarm notifications go here when set. */
-  alarmEmail: z.string().email({ message: 'expected an email address' }).optional(),
-  /** Gives nodes an instance profile for SSM Session Manager (off: nodes have no AWS identity). */
-  ssmSessionManager: z.boolean().default(false),
-  /** Prefix for stack names. */
+  logRetentionDays: z
+    .number()
+    .int()
+    .min(1)
+    .max(3650)
+    .default(45)
+    .describe('Days CI logs are kept; OpenStack asks for at least one month.'),
+  alarmEmail: z
+    .string()
+    .email({ message: 'expected an email address' })
+    .optional()
+    .describe('Alarm notifications go here when set.'),
+  ssmSessionManager: z
+    .boolean()
+    .default(false)
+    .describe('Gives nodes an instance profile for SSM Session Manager (off: nodes have no AWS identity).'),
   stackPrefix: z
     .string()
     .regex(/^[A-Za-z][A-Za-z0-9-]*$/, { message: 'expected letters, digits and "-"' })
-    .default('AkandaCi'),
+    .default('AkandaCi')
+    .describe('Prefix for stack names.'),
 });
 
 export const configSchema = z

@@ -98,6 +98,13 @@ interface CompiledConfig {
 
 const compiledConfigs = new WeakMap<Config, CompiledConfig>();
 
+/**
+ * How much of a comment the recheck regex sees. OpenStack's regex is polynomial in the length of
+ * leading whitespace (a 100 KB comment of spaces takes seconds), and anyone can comment upstream;
+ * a recheck is always near the start, after "Patch Set N:" and the vote text.
+ */
+export const RECHECK_SCAN_LENGTH = 1000;
+
 function compile(config: Config): CompiledConfig {
   let compiled = compiledConfigs.get(config);
   if (!compiled) {
@@ -177,7 +184,7 @@ function planComment(
     return nothing('comment by the CI account itself');
   }
   const plans: Plan[] = [];
-  if (compiled.recheck.test(event.comment)) {
+  if (compiled.recheck.test(event.comment.slice(0, RECHECK_SCAN_LENGTH))) {
     plans.push(planChangePipeline(config, compiled, event.change, event.patchSet, 'check', 'recheck', inputs));
   }
   if (event.approvals.some((approval) => newlyGrants(approval, config))) {

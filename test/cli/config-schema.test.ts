@@ -7,8 +7,7 @@ describe('akanda-ci config-schema', () => {
     const result = await runCli(['config-schema']);
     expect(result.code).toBe(0);
     expect(result.stderr).toBe('');
-    const committed = JSON.parse(readFileSync(join(REPO_ROOT, 'akanda-ci.schema.json'), 'utf8')) as unknown;
-    expect(JSON.parse(result.stdout)).toEqual(committed);
+    expect(result.stdout).toBe(readFileSync(join(REPO_ROOT, 'akanda-ci.schema.json'), 'utf8'));
   });
 
   it('the shipped akanda-ci.yaml points editors at it', () => {

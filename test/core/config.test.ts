@@ -265,7 +265,6 @@ describe('the JSON Schema', () => {
   });
 
   it('the committed akanda-ci.schema.json equals the generated one (regenerate: npx akanda-ci config-schema > akanda-ci.schema.json)', () => {
-    const committed = JSON.parse(readFileSync(join(REPO_ROOT, 'akanda-ci.schema.json'), 'utf8')) as unknown;
-    expect(committed).toEqual(JSON.parse(configSchemaText()));
+    expect(readFileSync(join(REPO_ROOT, 'akanda-ci.schema.json'), 'utf8')).toBe(configSchemaText());
   });
 });

@@ -298,6 +298,13 @@ describe('check pipeline', () => {
     expect(only(planEvent(config, comment('rechecking'))).trigger).toBe('recheck');
   });
 
+  it('looks for the recheck in the first 1000 characters only, so a huge hostile comment stays cheap', () => {
+    expect(only(planEvent(config, comment(`Patch Set 2:\n\n${' '.repeat(979)}recheck`))).trigger).toBe('recheck');
+    expect(planEvent(config, comment(`Patch Set 2:\n\n${' '.repeat(990)}recheck`)).triggered).toEqual([]);
+    // Without the limit this comment takes minutes to match against the OpenStack regex.
+    expect(planEvent(config, comment(`${' '.repeat(500000)}x`)).triggered).toEqual([]);
+  });
+
   it('uses the configured recheck regex, case-insensitively', () => {
     const custom = smallConfig("pipelines: { recheckRegex: '^run-ci\\b' }");
     expect(only(planEvent(custom, comment('RUN-CI now'))).trigger).toBe('recheck');
