@@ -155,7 +155,25 @@ describe('launch', () => {
     expect(launchEvent(outcome, 1)).toEqual({ type: 'launched', launchSeq: 1, instanceId: 'i-0123456789abcdef0' });
   });
 
-  it.each([...CAPACITY_ERROR_CODES])('falls back on %s: spot, then metal spot, then on-demand', async (code) => {
+  // The capacity codes CreateFleet reports per pool (or throws), from the EC2 error reference.
+  const capacityCodes = [
+    'InsufficientInstanceCapacity',
+    'InsufficientCapacity',
+    'InsufficientHostCapacity',
+    'UnfulfillableCapacity',
+    'MaxSpotInstanceCountExceeded',
+    'SpotMaxPriceTooLow',
+    'VcpuLimitExceeded',
+    'InstanceLimitExceeded',
+    'Unsupported',
+    'InvalidFleetConfiguration',
+  ];
+
+  it('treats exactly these codes as capacity', () => {
+    expect([...CAPACITY_ERROR_CODES].sort()).toEqual([...capacityCodes].sort());
+  });
+
+  it.each(capacityCodes)('falls back on %s: spot, then metal spot, then on-demand', async (code) => {
     ec2.on(CreateFleetCommand).callsFake((input: CreateFleetCommandInput) => {
       if (stageOf(input) === 'on-demand:lt-0devstack0000001') return launchedOutput('i-0aaaaaaaaaaaaaaa1', 'on-demand');
       return capacityOutput(code);
@@ -262,6 +280,7 @@ describe('launch', () => {
   it.each([
     ['throttling', awsError('RequestLimitExceeded', 503)],
     ['an EC2 server error', awsError('InternalError', 500)],
+    ['any 5xx answer', awsError('SomeNewServerFault', 503)],
     ['a network error', Object.assign(new Error('socket hang up'), { name: 'ECONNRESET' })],
   ])('retries later on %s without trying further pools', async (_what, error) => {
     ec2.on(CreateFleetCommand).rejects(error);
