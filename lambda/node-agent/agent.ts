@@ -1,6 +1,6 @@
 /**
- * One build on one node, start to end: claim -> prepare repositories -> run the job (heartbeat
- * and spot-interruption watch meanwhile) -> index pages -> upload -> report the result.
+ * One build on one node, start to end: claim -> prepare and run (build-run.ts) -> publish the
+ * logs -> report the result.
  *
  * Every path ends with a log line and, once a result token is held, a result report, except a
  * timeout: the agent stops the job and uploads its logs but reports nothing, because TIMED_OUT is
@@ -10,18 +10,13 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import { runBuild, type BuildResult } from './build-run';
 import { ConsoleLog } from './console-log';
-import { GitPrepareError, prepareRepositories, projectDir } from './git-prepare';
 import { describeError, redactUrl } from './http';
-import { ImdsClient } from './imds';
-import { writeIndexPages } from './index-html';
-import { watchForInterruption } from './interruption-watcher';
-import { jobEnvironment } from './job-environment';
-import { startJob, type RunningJob, type StopReason } from './job-runner';
 import { InvalidJobError, type ClaimedJob } from './job-spec';
 import { BUILD_ID_PATTERN } from './names';
-import { claimJob, reportResult, startHeartbeat, type NodeApiOptions, type NodeResult } from './node-api';
-import { uploadDirectory } from './uploader';
+import { claimJob, reportResult, type NodeApiOptions, type NodeResult } from './node-api';
+import { publishLogs } from './publish-logs';
 
 export interface NodeAgentOptions {
   /** Base URL of the node API (`/node/claim` etc. are appended). */
@@ -52,10 +47,10 @@ export interface NodeAgentOptions {
 }
 
 /**
- * `TIMED_OUT` is never reported (see above), nor is `CANCELLED` (the control plane ended the
- * build first and told the agent through a heartbeat answer); the others are what `/node/result` was sent.
+ * `TIMED_OUT` is never reported (see above), nor is `CANCELLED` (the build ended on the control
+ * plane first, or the agent was told to stop); the others are what `/node/result` was sent.
  */
-export type AgentResult = NodeResult | 'TIMED_OUT' | 'CANCELLED';
+export type AgentResult = BuildResult;
 
 export interface AgentOutcome {
   /** What became of the job; absent when there was none (the claim failed). */
@@ -68,18 +63,6 @@ export interface AgentOutcome {
   /** Why the agent could not do its whole work (claim refused, upload or report failed). */
   error?: string;
 }
-
-/** Build states in which this node's attempt has no further use (lambda/core/lifecycle.ts). */
-const BUILD_OVER_STATES = new Set([
-  'queued',
-  'launching',
-  'succeeded',
-  'failed',
-  'timed_out',
-  'node_failure',
-  'retry_limit',
-  'cancelled',
-]);
 
 export function defaultLog(line: string): void {
   process.stderr.write(`${new Date().toISOString()} node-agent: ${line}\n`);
@@ -95,11 +78,7 @@ export async function runNodeAgent(options: NodeAgentOptions): Promise<AgentOutc
   const started = Date.now();
   const elapsedSeconds = (): number => Math.round((Date.now() - started) / 1000);
   const log = options.log ?? defaultLog;
-  const api: NodeApiOptions = {
-    apiUrl: options.apiUrl,
-    timeoutMs: (options.httpTimeoutSeconds ?? 30) * 1000,
-    log,
-  };
+  const api: NodeApiOptions = { apiUrl: options.apiUrl, timeoutMs: (options.httpTimeoutSeconds ?? 30) * 1000, log };
 
   if (!BUILD_ID_PATTERN.test(options.buildId)) {
     log('refusing to start: the build id is not a valid build id');
@@ -110,206 +89,97 @@ export async function runNodeAgent(options: NodeAgentOptions): Promise<AgentOutc
     return { reported: false, elapsedSeconds: 0, error: 'invalid node API URL' };
   }
 
-  /** Reports a result; resolves to why it failed, or undefined once the API accepted it. */
-  const reportWith = async (resultToken: string, result: NodeResult): Promise<string | undefined> => {
+  /** Reports a result; resolves to an outcome whose `error` says why the report failed, if it did. */
+  const report = async (resultToken: string, result: NodeResult, outcome: Partial<AgentOutcome> = {}) => {
+    let error = outcome.error;
     try {
-      const budgetMs = (options.resultRetrySeconds ?? 600) * 1000;
-      await reportResult(
-        api,
-        { buildId: options.buildId, resultToken, result, elapsedSeconds: elapsedSeconds() },
-        budgetMs,
-      );
+      const body = { buildId: options.buildId, resultToken, result, elapsedSeconds: elapsedSeconds() };
+      await reportResult(api, body, (options.resultRetrySeconds ?? 600) * 1000);
       log(`reported ${result} for build ${options.buildId}`);
-      return undefined;
-    } catch (error) {
-      const why = describeError(error);
-      log(`cannot report ${result} for build ${options.buildId}: ${why}`);
-      return `result report failed: ${why}`;
+    } catch (reportError) {
+      log(`cannot report ${result} for build ${options.buildId}: ${describeError(reportError)}`);
+      error = `result report failed: ${describeError(reportError)}`;
     }
+    return { ...outcome, result, reported: error === outcome.error, elapsedSeconds: elapsedSeconds(), error };
   };
 
   log(`claiming build ${options.buildId} from ${redactUrl(options.apiUrl)}`);
   let claimed: ClaimedJob;
   try {
-    claimed = await claimJob(
-      api,
-      options.buildId,
-      options.claimToken,
-      (options.claimRetrySeconds ?? 300) * 1000,
-      options.signal,
-    );
+    const budgetMs = (options.claimRetrySeconds ?? 300) * 1000;
+    claimed = await claimJob(api, options.buildId, options.claimToken, budgetMs, options.signal);
   } catch (error) {
     const why = describeError(error);
     log(`cannot claim build ${options.buildId}: ${why}`);
     if (error instanceof InvalidJobError && error.resultToken !== undefined) {
-      const reportError = await reportWith(error.resultToken, 'ERROR');
-      return { result: 'ERROR', reported: reportError === undefined, elapsedSeconds: elapsedSeconds(), error: why };
+      // The claim was spent: end the build now rather than at its deadline.
+      return report(error.resultToken, 'ERROR', { error: why });
     }
     return { reported: false, elapsedSeconds: elapsedSeconds(), error: why };
   }
 
   const { job, upload, resultToken } = claimed;
-  const report = (result: NodeResult): Promise<string | undefined> => reportWith(resultToken, result);
-
   if (job.buildId !== options.buildId) {
     log(`the claim answered with build ${job.buildId}, not ${options.buildId}`);
-    const error = await report('ERROR');
-    return { result: 'ERROR', reported: error === undefined, elapsedSeconds: elapsedSeconds(), error };
+    return report(resultToken, 'ERROR', { error: 'the claim answered for another build' });
   }
 
   // Absolute, because the job runs elsewhere (in the checkout) and gets these paths in its environment.
   const workDir = path.resolve(options.workDir);
-  const workspace = path.join(workDir, 'workspace');
-  const logDir = path.join(workDir, 'logs');
-  const artifactDir = path.join(logDir, 'artifacts');
+  const paths = {
+    workspace: path.join(workDir, 'workspace'),
+    logDir: path.join(workDir, 'logs'),
+    artifactDir: path.join(workDir, 'logs', 'artifacts'),
+    scriptsDir: options.scriptsDir ?? defaultScriptsDir(),
+  };
   try {
-    await mkdir(workspace, { recursive: true });
-    await mkdir(artifactDir, { recursive: true });
+    await mkdir(paths.workspace, { recursive: true });
+    await mkdir(paths.artifactDir, { recursive: true });
   } catch (error) {
     log(`cannot create the work directory: ${describeError(error)}`);
-    const reportError = await report('ERROR');
-    return {
-      result: 'ERROR',
-      reported: reportError === undefined,
-      elapsedSeconds: elapsedSeconds(),
-      error: 'no work directory',
-    };
+    return report(resultToken, 'ERROR', { error: 'no work directory' });
   }
 
-  const consoleLog = new ConsoleLog(path.join(logDir, 'job-output.txt'));
+  const consoleLog = new ConsoleLog(path.join(paths.logDir, 'job-output.txt'));
   const note = (line: string): void => {
     log(line);
     consoleLog.line(`akanda-ci: ${line}`);
   };
   const change = job.change === undefined ? '' : ` change ${job.change},${job.patchset ?? '?'}`;
   note(
-    `build ${job.buildId}: job ${job.jobName} in the ${job.pipeline} pipeline for ${job.project}${change} (${job.ref} at ${job.revision})`,
+    `build ${job.buildId}: job ${job.jobName} (${job.pipeline}) for ${job.project}${change}, ${job.ref} at ${job.revision}`,
   );
 
-  let phase: 'preparing' | 'running' | 'finishing' = 'preparing';
-  let stopReason: StopReason | undefined;
-  let runningJob: RunningJob | undefined;
-  const abortPreparation = new AbortController();
-  const stop = (reason: StopReason): void => {
-    if (stopReason !== undefined || phase === 'finishing') {
-      return;
-    }
-    stopReason = reason;
-    abortPreparation.abort();
-    runningJob?.stop(reason);
-  };
-
-  const heartbeat = startHeartbeat(
-    api,
-    options.buildId,
-    resultToken,
-    (options.heartbeatSeconds ?? 30) * 1000,
-    (state) => {
-      // Cancelled (superseded), timed out, or relaunched after an interruption: this attempt is over.
-      if (BUILD_OVER_STATES.has(state)) {
-        note(`the build is ${state} on the control plane; stopping the job`);
-        stop('cancelled');
-      }
-    },
-  );
-
-  const onAbort = (): void => {
-    note('the agent was asked to stop; stopping the job');
-    stop('cancelled');
-  };
-  if (options.signal?.aborted) {
-    onAbort();
-  }
-  options.signal?.addEventListener('abort', onAbort, { once: true });
-
-  // The timeout counts from the claim: fetching is part of the build, as the control plane's deadline is.
-  const deadline = setTimeout(() => {
-    note(`job timeout of ${job.timeoutSeconds} s reached; stopping the job`);
-    stop('timeout');
-  }, job.timeoutSeconds * 1000);
-
-  const watcher = options.imdsUrl
-    ? watchForInterruption(
-        new ImdsClient(options.imdsUrl),
-        (options.interruptionPollSeconds ?? 5) * 1000,
-        (notice) => {
-          note(`spot interruption notice (${notice.action}${notice.time ? ` at ${notice.time}` : ''})`);
-          stop('interrupted');
-        },
-        log,
-      )
-    : undefined;
-
-  let result: AgentResult | undefined;
+  let result: AgentResult;
   try {
-    if (!job.repositories.some((repository) => repository.project === job.project)) {
-      throw new GitPrepareError(`the project under test ${job.project} is not among the job's repositories`);
-    }
-    await prepareRepositories(job.repositories, {
-      gitUrl: job.gitUrl,
-      workspace,
-      log: note,
-      signal: abortPreparation.signal,
+    result = await runBuild({
+      job,
+      paths,
+      baseEnv: options.env ?? process.env,
+      consoleLog,
+      note,
+      log,
+      api,
+      resultToken,
+      heartbeatMs: (options.heartbeatSeconds ?? 30) * 1000,
+      killGraceMs: (options.killGraceSeconds ?? 10) * 1000,
+      imdsUrl: options.imdsUrl,
+      interruptionPollMs: (options.interruptionPollSeconds ?? 5) * 1000,
+      signal: options.signal,
     });
   } catch (error) {
-    if (stopReason === undefined) {
-      note(`preparing the repositories failed: ${describeError(error)}`);
-      result = 'ERROR';
-    }
-  }
-
-  if (result === undefined && stopReason === undefined) {
-    phase = 'running';
-    note(`running in ${job.project}: ${job.run}`);
-    const env = jobEnvironment(
-      job,
-      { workspace, logDir, artifactDir, scriptsDir: options.scriptsDir ?? defaultScriptsDir() },
-      options.env ?? process.env,
-    );
-    runningJob = startJob({
-      command: job.run,
-      cwd: projectDir(workspace, job.project),
-      env,
-      consoleLog,
-      killGraceMs: (options.killGraceSeconds ?? 10) * 1000,
-    });
-    const exit = await runningJob.done;
-    if (exit.stoppedBy === undefined) {
-      if (exit.startError !== undefined) {
-        note(`the job could not start: ${exit.startError}`);
-        result = 'ERROR';
-      } else {
-        note(exit.signal ? `the job was killed by ${exit.signal}` : `the job exited with status ${exit.exitCode}`);
-        result = exit.exitCode === 0 ? 'SUCCESS' : 'FAILURE';
-      }
-    }
-  }
-  phase = 'finishing';
-  clearTimeout(deadline);
-  watcher?.stop();
-  options.signal?.removeEventListener('abort', onAbort);
-  if (result === undefined) {
-    result = stopReason === 'interrupted' ? 'INTERRUPTED' : stopReason === 'cancelled' ? 'CANCELLED' : 'TIMED_OUT';
+    // A bug, not a job failure; still the build must end with a report, not a hang.
+    note(`unexpected failure: ${describeError(error)}`);
+    result = 'ERROR';
   }
 
   note(`result ${result} after ${elapsedSeconds()} s; uploading the logs to ${upload.publicUrl}`);
   await consoleLog.close();
-
-  let uploadError: string | undefined;
-  try {
-    await writeIndexPages(logDir, upload.keyPrefix);
-    const summary = await uploadDirectory(logDir, upload, {
-      log,
-      retryBudgetMs: (options.uploadRetrySeconds ?? 120) * 1000,
-      timeoutMs: (options.httpTimeoutSeconds ?? 30) * 4000,
-    });
-    log(`uploaded ${summary.uploaded} files (${summary.bytes} bytes) to ${upload.publicUrl}`);
-    if (summary.failed.length > 0) {
-      uploadError = `${summary.failed.length} of ${summary.failed.length + summary.uploaded} log files could not be uploaded`;
-    }
-  } catch (error) {
-    uploadError = `publishing the logs failed: ${describeError(error)}`;
-  }
+  const uploadError = await publishLogs(paths.logDir, upload, {
+    log,
+    retryBudgetMs: (options.uploadRetrySeconds ?? 120) * 1000,
+    timeoutMs: (options.httpTimeoutSeconds ?? 30) * 4000,
+  });
   if (uploadError !== undefined) {
     log(uploadError);
     // A vote must link to its logs: without them the build is an ERROR, not a pass or a fail.
@@ -318,21 +188,14 @@ export async function runNodeAgent(options: NodeAgentOptions): Promise<AgentOutc
     }
   }
 
-  heartbeat.stop();
+  const outcome = { logsUrl: upload.publicUrl, error: uploadError };
   if (result === 'TIMED_OUT' || result === 'CANCELLED') {
     log(
       result === 'TIMED_OUT'
         ? 'not reporting a result: the control plane declares TIMED_OUT when the deadline passes'
-        : 'not reporting a result: the build already ended on the control plane',
+        : 'not reporting a result: the build ended on the control plane or the agent was stopped',
     );
-    return { result, reported: false, elapsedSeconds: elapsedSeconds(), logsUrl: upload.publicUrl, error: uploadError };
+    return { ...outcome, result, reported: false, elapsedSeconds: elapsedSeconds() };
   }
-  const reportError = await report(result);
-  return {
-    result,
-    reported: reportError === undefined,
-    elapsedSeconds: elapsedSeconds(),
-    logsUrl: upload.publicUrl,
-    error: reportError ?? uploadError,
-  };
+  return report(resultToken, result, outcome);
 }

@@ -11,15 +11,10 @@ import type { Readable } from 'node:stream';
 import type { ConsoleLog } from './console-log';
 import { sleep } from './http';
 
-/** Why the agent ends a job early: its timeout, a spot interruption, or the build ended elsewhere. */
-export type StopReason = 'timeout' | 'interrupted' | 'cancelled';
-
 export interface JobExit {
   /** The shell's exit code; null when it was killed by a signal or never started. */
   exitCode: number | null;
   signal: NodeJS.Signals | null;
-  /** Set when the agent stopped the job. */
-  stoppedBy?: StopReason;
   /** The command could not be started (missing bash, missing directory). */
   startError?: string;
 }
@@ -27,7 +22,7 @@ export interface JobExit {
 export interface RunningJob {
   readonly done: Promise<JobExit>;
   /** Stops the whole process group; `done` resolves once it is gone. */
-  stop(reason: StopReason): void;
+  stop(): void;
 }
 
 export interface JobRunOptions {
@@ -69,7 +64,6 @@ async function terminateGroup(pgid: number, killGraceMs: number): Promise<void> 
 
 export function startJob(options: JobRunOptions): RunningJob {
   const { consoleLog } = options;
-  let stoppedBy: StopReason | undefined;
   let stopping: Promise<void> | undefined;
 
   let child: ChildProcessByStdio<null, Readable, Readable>;
@@ -87,11 +81,10 @@ export function startJob(options: JobRunOptions): RunningJob {
   }
   const pgid = child.pid;
 
-  const stop = (reason: StopReason): void => {
+  const stop = (): void => {
     if (stopping !== undefined || pgid === undefined) {
       return;
     }
-    stoppedBy = reason;
     stopping = terminateGroup(pgid, options.killGraceMs);
   };
 
@@ -135,7 +128,7 @@ export function startJob(options: JobRunOptions): RunningJob {
         clearTimeout(fallback);
         stdout.end();
         stderr.end();
-        finish({ exitCode, signal, stoppedBy });
+        finish({ exitCode, signal });
       })();
     });
   });
