@@ -6,7 +6,9 @@
  * ones; approval values always strings ("-1"); legacy approval codes (CRVW, VRIF, APRV); the
  * top-level `project` as a string (SSH) or `{name}` (webhooks); bare branch names in
  * `refUpdate.refName` from old servers. Gerrit says any field may be missing, so only what a
- * decision needs is required, and everything that leaves this file has passed names.ts.
+ * decision needs is required. Every name that can reach git, a path or a command (project,
+ * branch, ref, revision, Change-Id) has passed names.ts; free text (comments, commit messages,
+ * subjects, accounts) is carried as data and must stay data.
  */
 import { describeValue, isGerritNumber, MAX_GERRIT_NUMBER, nameProblem, validateChangeRef, changeRef } from './names';
 
@@ -39,6 +41,8 @@ export interface GerritChange {
   url?: string;
   topic?: string;
   owner?: GerritAccount;
+  /** The change's current patchset number, when the event includes `currentPatchSet` (query-style output). */
+  currentPatchset?: number;
 }
 
 export interface GerritPatchSet {
@@ -213,6 +217,9 @@ function parseChange(event: Json): GerritChange {
   }
   const owner = parseAccount(raw.owner);
   if (owner) change.owner = owner;
+  if (isObject(raw.currentPatchSet)) {
+    change.currentPatchset = gerritNumber(raw.currentPatchSet.number, 'change.currentPatchSet.number');
+  }
   return change;
 }
 

@@ -25,11 +25,15 @@ const CHANGE_ID = /^I[0-9a-f]{40}$/;
 const SAFE_CHARACTERS = /^[A-Za-z0-9._/+-]+$/;
 const CHANGE_REF = /^refs\/changes\/(\d{2})\/(\d+)\/(\d+)$/;
 
-/** A readable rendering of a hostile value for an error message: quoted, escaped, shortened. */
+/**
+ * A readable rendering of a hostile value for an error message: quoted, shortened, and ASCII only
+ * (control characters, and look-alike or right-to-left characters that could disguise a log line,
+ * become \uXXXX escapes).
+ */
 export function describeValue(value: unknown): string {
   if (typeof value !== 'string') return value === null ? 'null' : typeof value;
   const shown = value.length > 60 ? `${value.slice(0, 60)}...` : value;
-  return JSON.stringify(shown);
+  return JSON.stringify(shown).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** Why a ref-like name (project, branch, full ref) breaks git's check-ref-format rules or ours. */

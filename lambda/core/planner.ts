@@ -233,10 +233,9 @@ function planChangePipeline(
   if (change.status === 'DRAFT' || patchSet.draft) {
     return nothing(`change ${change.number} patchset ${patchSet.number} is a draft`);
   }
-  if (inputs.currentPatchset !== undefined && patchSet.number < inputs.currentPatchset) {
-    return nothing(
-      `patchset ${patchSet.number} of change ${change.number} is not current (current: ${inputs.currentPatchset})`,
-    );
+  const current = inputs.currentPatchset ?? change.currentPatchset;
+  if (current !== undefined && patchSet.number < current) {
+    return nothing(`patchset ${patchSet.number} of change ${change.number} is not current (current: ${current})`);
   }
   const jobs = planJobs(config, compiled, project, pipeline, change.branch, inputs);
   if (jobs.names.length === 0) return nothing(`project ${project.name} has no ${pipeline} jobs`);

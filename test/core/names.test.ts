@@ -89,6 +89,7 @@ describe('project, branch and ref names', () => {
     );
     expect(describeValue('x'.repeat(100))).toBe(`"${'x'.repeat(60)}..."`);
     expect(describeValue(null)).toBe('null');
+    expect(describeValue('\u202emaster\u0000\u00e9')).toBe('"\\u202emaster\\u0000\\u00e9"');
     expect(describeValue(5)).toBe('number');
   });
 });

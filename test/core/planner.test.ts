@@ -323,6 +323,12 @@ describe('check pipeline', () => {
     expect(only(planEvent(config, comment('recheck', [], { patchset: 3 }), { currentPatchset: 3 })).patchset).toBe(3);
   });
 
+  it('reads the current patchset from the event when it carries one', () => {
+    const event = comment('recheck', [], { patchset: 2, extra: { currentPatchSet: { number: '4' } } });
+    expect(planEvent(config, event).ignored).toBe('patchset 2 of change 4321 is not current (current: 4)');
+    expect(planEvent(config, event, { currentPatchset: 2 }).triggered).toHaveLength(1);
+  });
+
   it.each([
     ['MERGED', 'change 4321 is merged'],
     ['ABANDONED', 'change 4321 is abandoned'],
