@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import http from 'node:http';
@@ -260,6 +261,24 @@ describe('runNodeAgent', () => {
     const subIndex = objects.get(`${run.keyPrefix}<i>dir/index.html`)?.body.toString('utf8') ?? '';
     expect(subIndex).toContain('<a href="%C3%BC%20space.conf">ü space.conf</a>');
     expect(subIndex).toContain('<a href="../index.html">../</a>');
+  });
+
+  it('streams a large artifact byte for byte', async () => {
+    const run = await runAgent(
+      harness,
+      jobSpec(harness, {
+        run: 'head -c 12000000 /dev/urandom > "$AKANDA_CI_ARTIFACT_DIR/image.qcow2" && sha256sum "$AKANDA_CI_ARTIFACT_DIR/image.qcow2"',
+      }),
+    );
+    expect(run.outcome).toMatchObject({ result: 'SUCCESS', reported: true });
+    const image = (await harness.logs.objects(run.keyPrefix)).get(`${run.keyPrefix}artifacts/image.qcow2`);
+    expect(image?.body.length).toBe(12000000);
+    const digest = createHash('sha256')
+      .update(image?.body ?? Buffer.alloc(0))
+      .digest('hex');
+    expect(await consoleText(run)).toContain(
+      `| ${digest}  ${path.join(run.workDir, 'logs', 'artifacts', 'image.qcow2')}\n`,
+    );
   });
 
   it('reports ERROR without running the job when the fetched change is not the planned revision', async () => {
