@@ -114,3 +114,17 @@ export function findDependencyCycle(graph: ReadonlyMap<string, readonly string[]
   }
   return undefined;
 }
+
+/** Changes that depend on each other in a loop: Zuul does not run them, neither do we. */
+export class DependencyCycleError extends Error {
+  override readonly name = 'DependencyCycleError';
+  constructor(readonly cycle: readonly string[]) {
+    super(`Depends-On cycle: ${cycle.join(' -> ')}`);
+  }
+}
+
+/** Throws DependencyCycleError (`Depends-On cycle: a -> b -> a`) when the graph has a cycle. */
+export function assertNoDependencyCycle(graph: ReadonlyMap<string, readonly string[]>): void {
+  const cycle = findDependencyCycle(graph);
+  if (cycle) throw new DependencyCycleError(cycle);
+}

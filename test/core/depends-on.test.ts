@@ -1,4 +1,9 @@
-import { findDependencyCycle, parseDependsOn } from '../../lambda/core/depends-on';
+import {
+  assertNoDependencyCycle,
+  DependencyCycleError,
+  findDependencyCycle,
+  parseDependsOn,
+} from '../../lambda/core/depends-on';
 
 const ID = 'I0123456789abcdef0123456789abcdef01234567';
 
@@ -127,5 +132,25 @@ describe('findDependencyCycle', () => {
     const cycle = findDependencyCycle(chain);
     expect(cycle?.length).toBe(100002);
     expect([cycle?.[0], cycle?.[100001]]).toEqual(['c0', 'c0']);
+  });
+});
+
+describe('assertNoDependencyCycle', () => {
+  it('passes an acyclic graph and names the cycle otherwise', () => {
+    expect(() => assertNoDependencyCycle(new Map([['a', ['b']]]))).not.toThrow();
+    const cyclic = new Map([
+      ['stackforge/akanda-rug~12', ['stackforge/akanda-neutron~13']],
+      ['stackforge/akanda-neutron~13', ['stackforge/akanda-rug~12']],
+    ]);
+    expect(() => assertNoDependencyCycle(cyclic)).toThrow(
+      new DependencyCycleError([
+        'stackforge/akanda-rug~12',
+        'stackforge/akanda-neutron~13',
+        'stackforge/akanda-rug~12',
+      ]),
+    );
+    expect(() => assertNoDependencyCycle(cyclic)).toThrow(
+      'Depends-On cycle: stackforge/akanda-rug~12 -> stackforge/akanda-neutron~13 -> stackforge/akanda-rug~12',
+    );
   });
 });
