@@ -11,6 +11,13 @@ import { ciMetric, METRIC } from './ci-metrics';
 export interface CiAlarmsProps {
   /** Every dead-letter queue; one message in any of them means work was lost or stuck. */
   readonly deadLetterQueues: Readonly<Record<string, sqs.IQueue>>;
+  /**
+   * The report queue: the reporter retries a failed review POST by hiding the message again
+   * (not by throwing), so a report stuck in retries shows as the age of the oldest message.
+   */
+  readonly reportQueue: sqs.IQueue;
+  /** Oldest report before the reporter counts as failing. @default 15 minutes */
+  readonly reportAgeThreshold?: Duration;
   readonly reporter: lambda.IFunction;
   /** config limits.maxConcurrentNodes: more running nodes than this means the guard failed. */
   readonly maxConcurrentNodes: number;
@@ -52,8 +59,20 @@ export class CiAlarms extends Construct {
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       });
     }
+    const reportAge = props.reportAgeThreshold ?? Duration.minutes(15);
     add('ReporterFailures', {
-      alarmDescription: 'akanda-ci: the reporter has failed for 15 minutes (Gerrit down, password wrong or expired?)',
+      alarmDescription: `akanda-ci: a review has been waiting ${reportAge.toHumanString()} (Gerrit down, password wrong or expired?)`,
+      metric: props.reportQueue.metricApproximateAgeOfOldestMessage({
+        period: Duration.minutes(5),
+        statistic: 'Maximum',
+      }),
+      threshold: reportAge.toSeconds(),
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    add('ReporterErrors', {
+      alarmDescription: 'akanda-ci: the reporter handler itself keeps failing (a bug or a missing permission)',
       metric: props.reporter.metricErrors({ period: Duration.minutes(5), statistic: 'Sum' }),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,

@@ -281,6 +281,7 @@ export class ControlPlaneStack extends Stack {
         Report: this.reportQueue.deadLetterQueue,
         AsyncFailures: this.asyncFailures,
       },
+      reportQueue: this.reportQueue.queue,
       reporter,
       maxConcurrentNodes: config.limits.maxConcurrentNodes,
       alarmEmail: config.deploy.alarmEmail,

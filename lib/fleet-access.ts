@@ -63,19 +63,29 @@ export class FleetAccess extends Construct {
         // their ARNs have no account, and which AMI is used is fixed by the launch templates.
         resources: [this.ec2Arn('image', '*', ''), this.ec2Arn('snapshot', '*', '')],
       }),
+      // Allow statements add up, so each condition must sit in the statement it restricts.
+      // CreateFleet always launches from a launch template, and LaunchFromCiTemplates admits ours only.
       new iam.PolicyStatement({
-        sid: 'LaunchOnlyTaggedAndFromCiTemplates',
-        actions,
+        sid: 'CreateFleetOnlyTagged',
+        actions: ['ec2:CreateFleet'],
         resources: this.createdResources(),
-        conditions: {
-          StringEquals: { [`aws:RequestTag/${MANAGED_TAG_KEY}`]: MANAGED_TAG_VALUE },
-        },
+        conditions: { StringEquals: { [`aws:RequestTag/${MANAGED_TAG_KEY}`]: MANAGED_TAG_VALUE } },
       }),
       new iam.PolicyStatement({
-        sid: 'InstancesOnlyFromCiTemplates',
+        sid: 'RunInstancesOnlyTagged',
+        actions: ['ec2:RunInstances'],
+        resources: this.createdResources().filter((arn) => !arn.endsWith(':instance/*')),
+        conditions: { StringEquals: { [`aws:RequestTag/${MANAGED_TAG_KEY}`]: MANAGED_TAG_VALUE } },
+      }),
+      // RunInstances could name an AMI directly; instances must come from a CI launch template.
+      new iam.PolicyStatement({
+        sid: 'InstancesOnlyTaggedFromCiTemplates',
         actions: ['ec2:RunInstances'],
         resources: [this.ec2Arn('instance', '*')],
-        conditions: { ArnLike: { 'ec2:LaunchTemplate': templateArns } },
+        conditions: {
+          StringEquals: { [`aws:RequestTag/${MANAGED_TAG_KEY}`]: MANAGED_TAG_VALUE },
+          ArnLike: { 'ec2:LaunchTemplate': templateArns },
+        },
       }),
       new iam.PolicyStatement({
         sid: 'TagOnlyWhileLaunching',

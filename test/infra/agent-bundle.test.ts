@@ -3,16 +3,15 @@
  * the system's tar to what the user data runs, and the bootstrap refuses malformed inputs.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, statSync, existsSync, mkdirSync, writeFileSync, chmodSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { agentArchive, buildAgentBundle } from '../../lib/agent-bundle';
 import { tar } from '../../lib/deterministic-tar';
 import { nodeBootstrapCommands } from '../../lib/node-user-data';
-import { REPOSITORY_ROOT } from './synth';
+import { REPOSITORY_ROOT, removeTempDirs, tempDir } from './synth';
 
 function untar(archive: string): string {
-  const target = mkdtempSync(join(tmpdir(), 'akanda-ci-untar-'));
+  const target = tempDir('untar');
   const run = spawnSync('tar', ['-xzf', archive, '-C', target], { encoding: 'utf8' });
   expect(run.stderr).toBe('');
   expect(run.status).toBe(0);
@@ -22,11 +21,13 @@ function untar(archive: string): string {
 let bundle: ReturnType<typeof buildAgentBundle>;
 
 beforeAll(() => {
-  bundle = buildAgentBundle({ outputRoot: mkdtempSync(join(tmpdir(), 'akanda-ci-agent-')) });
+  bundle = buildAgentBundle({ outputRoot: tempDir('agent') });
 });
 
+afterAll(removeTempDirs);
+
 test('two builds of the same sources give the same bytes', () => {
-  const again = buildAgentBundle({ outputRoot: mkdtempSync(join(tmpdir(), 'akanda-ci-agent-')) });
+  const again = buildAgentBundle({ outputRoot: tempDir('agent') });
   expect(again.sha256).toBe(bundle.sha256);
   expect(readFileSync(again.archivePath).equals(readFileSync(bundle.archivePath))).toBe(true);
 });
@@ -42,7 +43,7 @@ test('unpacks to a runnable node-agent.js and the job scripts, without the bench
 });
 
 test('executable scripts stay executable, others do not; content changes change the hash', () => {
-  const root = mkdtempSync(join(tmpdir(), 'akanda-ci-repo-'));
+  const root = tempDir('repo');
   mkdirSync(join(root, 'lambda', 'node-agent'), { recursive: true });
   writeFileSync(join(root, 'lambda', 'node-agent', 'main.ts'), 'console.log("agent");\n');
   mkdirSync(join(root, 'scripts', 'jobs'), { recursive: true });
@@ -60,7 +61,7 @@ test('executable scripts stay executable, others do not; content changes change 
 
 test('long paths use the ustar prefix field and unpack intact', () => {
   const deep = `${'d'.repeat(60)}/${'e'.repeat(60)}/${'f'.repeat(60)}.txt`;
-  const root = mkdtempSync(join(tmpdir(), 'akanda-ci-tar-'));
+  const root = tempDir('tar');
   writeFileSync(join(root, 'a.tar'), tar([{ path: deep, content: Buffer.from('deep\n'), mode: 0o644 }]));
   const run = spawnSync('tar', ['-xf', join(root, 'a.tar'), '-C', root], { encoding: 'utf8' });
   expect(run.status).toBe(0);

@@ -5,7 +5,7 @@
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { parseDocument } from 'yaml';
-import { defaultConfigText, synthesize, type Synthesized } from './synth';
+import { defaultConfigText, removeTempDirs, synthesize, type Synthesized } from './synth';
 
 function variantConfig(): string {
   const document = parseDocument(defaultConfigText());
@@ -29,6 +29,8 @@ let synth: Synthesized;
 beforeAll(() => {
   synth = synthesize(variantConfig());
 });
+
+afterAll(removeTempDirs);
 
 function launchTemplates(template: Template): Record<string, unknown>[] {
   return Object.values(template.findResources('AWS::EC2::LaunchTemplate')).map(

@@ -3,16 +3,17 @@
  * the schema's own errors and the deploy checks (what AWS can actually run).
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseDocument } from 'yaml';
 import { parseConfig } from '../../lambda/core/config';
 import { deployProblems, vcpusOfSize } from '../../lib/deploy-checks';
 import { loadDeployConfig } from '../../lib/deploy-config';
-import { defaultConfigText, REPOSITORY_ROOT } from './synth';
+import { defaultConfigText, removeTempDirs, REPOSITORY_ROOT, tempDir } from './synth';
 
-const directory = mkdtempSync(join(tmpdir(), 'akanda-ci-config-'));
+afterAll(removeTempDirs);
+
+const directory = tempDir('config');
 
 function withChanges(changes: [path: (string | number)[], value: unknown][]): string {
   const document = parseDocument(defaultConfigText());
@@ -105,7 +106,7 @@ describe('bin/app.ts', () => {
         env: {
           PATH: process.env.PATH ?? '',
           HOME: directory,
-          CDK_OUTDIR: mkdtempSync(join(tmpdir(), 'akanda-ci-out-')),
+          CDK_OUTDIR: tempDir('out'),
           CDK_CONTEXT_JSON: JSON.stringify({ config: configPath }),
         },
       },

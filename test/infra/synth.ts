@@ -3,7 +3,7 @@
  * for the infrastructure tests. Bundling the handlers is the slow part: suites synthesize once
  * per config in beforeAll, and configs that only test template wiring skip bundling.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { App } from 'aws-cdk-lib';
@@ -15,6 +15,20 @@ import { addAkandaCi, type AkandaCiStacks } from '../../lib/akanda-ci';
 import { deployProblems } from '../../lib/deploy-checks';
 
 export const REPOSITORY_ROOT = join(__dirname, '..', '..');
+
+const created: string[] = [];
+
+/** A fresh directory under the OS temp dir, removed by removeTempDirs(). */
+export function tempDir(label: string): string {
+  const directory = mkdtempSync(join(tmpdir(), `akanda-ci-infra-${label}-`));
+  created.push(directory);
+  return directory;
+}
+
+/** Call in afterAll: synth outputs hold tens of MB of assets each. */
+export function removeTempDirs(): void {
+  for (const directory of created.splice(0)) rmSync(directory, { recursive: true, force: true });
+}
 
 export interface Synthesized {
   readonly config: Config;
@@ -47,8 +61,8 @@ export function synthesize(
   const config = parseConfig(configText, 'test.yaml');
   const problems = deployProblems(config, 'test.yaml');
   if (problems.length > 0) throw new Error(problems.join('\n'));
-  const outdir = mkdtempSync(join(tmpdir(), 'akanda-ci-synth-'));
-  sharedAgentBundle ??= buildAgentBundle({ outputRoot: join(outdir, 'agent') });
+  const outdir = tempDir('synth');
+  sharedAgentBundle ??= buildAgentBundle({ outputRoot: tempDir('agent') });
   const app = new App({
     outdir,
     context: { ...cdkJsonContext(), ...(options.bundle ? {} : { 'aws:cdk:bundling-stacks': [] }) },
