@@ -240,11 +240,12 @@ list_regex() {
 }
 
 # devstack refuses to run as root; its user gets its own HOME (pip and tempest write there).
+# Run by the devstack user itself (a developer's VM), nothing is switched or set up.
 as_stack() {
-  if [[ $(id -u) == 0 || $DRY_RUN == 1 ]]; then
-    run_limited runuser -u "$STACK_USER" -- env HOME="$stack_home" "$@"
-  else
+  if [[ $STACK_USER == "$(id -un)" ]]; then
     run_limited "$@"
+  else
+    run_limited runuser -u "$STACK_USER" -- env HOME="$stack_home" "$@"
   fi
 }
 
@@ -281,7 +282,8 @@ if [[ $AKANDA_CI_IMAGE_MODE == prebuilt ]]; then
   run "$AKANDA_CI_JOBS_DIR/fetch-verified-image.sh" "$AKANDA_CI_IMAGE_URL" \
     "$DEST/devstack/files/${AKANDA_CI_IMAGE_URL##*/}"
 fi
-if [[ $(id -u) == 0 || $DRY_RUN == 1 ]]; then
+if [[ $STACK_USER != "$(id -un)" ]]; then
+  [[ $(id -u) == 0 || $DRY_RUN == 1 ]] || die "run as root (or as $STACK_USER) to set up devstack"
   if ! id -u "$STACK_USER" >/dev/null 2>&1; then run "$DEST/devstack/tools/create-stack-user.sh"; fi
   stack_home=$(getent passwd "$STACK_USER" | cut -d: -f6 || true)
   stack_home=${stack_home:-$DEST}

@@ -3,7 +3,11 @@
  * the repositories it prepares, the local.conf devstack would source, the commands it would run,
  * and what it does with hostile input.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Server, createServer } from 'node:http';
+import { AddressInfo } from 'node:net';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { findJob, parseConfig } from '../../lambda/core/config';
 import {
@@ -12,6 +16,7 @@ import {
   SCRIPTS,
   SYSTEM_PATH,
   agentCheckout,
+  git,
   readCommands,
   readRepos,
   removeDir,
@@ -410,5 +415,103 @@ describe("the default config's run line", () => {
       .map(shellWords)
       .find((w) => w.includes('all'));
     expect(tempest?.at(-1)).toBe(configured);
+  });
+});
+
+/**
+ * The whole job for real, with stand-ins from the world's repositories for devstack's stack.sh,
+ * Tempest and the rug's functional suite, run by this user (AKANDA_CI_STACK_USER) so nothing on
+ * this machine is set up or switched.
+ */
+describe('a real run with stand-in devstack and test suites', () => {
+  const image = Buffer.from('QFI\xfb a small appliance image', 'latin1');
+  let server: Server;
+  let imageBase: string;
+
+  beforeAll(async () => {
+    const sha = createHash('sha256').update(image).digest('hex');
+    server = createServer((req, res) => {
+      if (req.url === '/images/akanda-appliance-latest.qcow2') res.end(image);
+      else if (req.url === '/images/akanda-appliance-latest.qcow2.sha256') res.end(`${sha}  x.qcow2\n`);
+      else res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    imageBase = `http://127.0.0.1:${(server.address() as AddressInfo).port}/images`;
+  });
+
+  afterAll(() => new Promise((resolve) => server.close(resolve)));
+
+  function realCase(overrides: Record<string, string>): Case {
+    const c = newCase([{ project: AKANDA.rug, ref: world.rugChange.ref }], {
+      AKANDA_CI_STACK_USER: userInfo().username,
+      AKANDA_CI_ETC_ROOT: join(root, 'no-etc'),
+      AKANDA_CI_VAR_LOG: join(root, 'no-var-log'),
+      AKANDA_CI_IMAGE_URL: `${imageBase}/akanda-appliance-latest.qcow2`,
+      ...overrides,
+    });
+    return c;
+  }
+
+  const run = (c: Case) =>
+    runProgram(SCRIPT, ['--tempest-regex', 'tempest_tests\\.test_network'], c.env, join(c.workspace, AKANDA.rug));
+
+  it('runs devstack, Tempest and the functional suite, and publishes one result page for both', async () => {
+    const c = realCase({});
+    const result = await run(c);
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    expect(result.stdout).toMatch(/akanda-ci: devstack and the tests passed\n/);
+    expect(readFileSync(join(c.dest, 'devstack', 'files', 'akanda-appliance-latest.qcow2')).equals(image)).toBe(true);
+    expect(git(join(c.dest, 'akanda-rug'), 'rev-parse', 'HEAD')).toBe(world.rugChange.revision);
+    expect(readFileSync(join(c.dest, 'devstack', 'local.conf'), 'utf8')).toBe(
+      readFileSync(join(c.logDir, 'local.conf'), 'utf8'),
+    );
+    const html = readFileSync(join(c.logDir, 'testr_results.html'), 'utf8');
+    expect(html).toContain('test_create_router');
+    expect(html).toContain('test_router_boots');
+    expect(readFileSync(join(c.logDir, 'skipped-tests.txt'), 'utf8')).toBe(
+      'tempest_tests.test_network.TestRouters.test_ipv6_router: no IPv6 on this cloud\n',
+    );
+    expect(readFileSync(join(c.logDir, 'logs', 'stack.sh.txt'), 'utf8')).toMatch(/^stack.sh ran with \d+ lines/);
+    expect(readFileSync(join(c.logDir, 'logs', 'screen-q-svc.txt'), 'utf8')).toBe('q-svc started\n');
+    expect(existsSync(join(c.logDir, 'failure.txt'))).toBe(false);
+    const text = readFileSync(join(c.logDir, 'commands.txt'), 'utf8');
+    expect(text).toMatch(
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \$ timeout --kill-after=30 \d+ \.\/stack\.sh\n\S+ {3}exit 0$/m,
+    );
+  });
+
+  it('fails cleanly when devstack fails: logs collected, no tests run, and the report says where', async () => {
+    const c = realCase({ AKANDA_FAKE_STACK_EXIT: '3' });
+    const result = await run(c);
+    expect(result.status).toBe(3);
+    expect(result.stdout).toMatch(/FAILED in phase devstack \(exited 3\); see logs\/stack\.sh\.txt\(\.gz\)/);
+    expect(readFileSync(join(c.logDir, 'failure.txt'), 'utf8')).toBe(
+      'phase: devstack\nstatus: 3\nreason: devstack exited 3\nsee: logs/stack.sh.txt(.gz) and the service logs in logs/\n',
+    );
+    expect(readFileSync(join(c.logDir, 'logs', 'stack.sh.txt'), 'utf8')).toMatch(/^stack.sh ran/);
+    expect(readCommands(join(c.logDir, 'commands.txt')).some((line) => line.includes('tox'))).toBe(false);
+  });
+
+  it('fails the job when a Tempest test fails, after running the functional suite and publishing both', async () => {
+    const c = realCase({});
+    const result = await runProgram(
+      SCRIPT,
+      ['--tempest-regex', 'tempest_tests\\.test_does_not_exist'],
+      c.env,
+      join(c.workspace, AKANDA.rug),
+    );
+    expect(result.status).not.toBe(0);
+    expect(readFileSync(join(c.logDir, 'failure.txt'), 'utf8')).toMatch(/^phase: tempest\n/);
+    expect(readFileSync(join(c.logDir, 'testr_results.html'), 'utf8')).toContain('test_router_boots');
+  });
+
+  it('refuses a prebuilt image whose checksum does not match, before devstack runs', async () => {
+    const c = realCase({ AKANDA_CI_IMAGE_URL: `${imageBase}/missing.qcow2` });
+    const result = await run(c);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toMatch(/cannot download the checksum/);
+    expect(readFileSync(join(c.logDir, 'failure.txt'), 'utf8')).toMatch(/^phase: devstack\n/);
+    expect(readCommands(join(c.logDir, 'commands.txt')).some((line) => line.endsWith('./stack.sh'))).toBe(false);
   });
 });

@@ -93,7 +93,7 @@ export class UpstreamProject {
     if (base) git(this.work, 'checkout', '--quiet', '--detach', base);
     for (const [path, content] of Object.entries(files)) {
       mkdirSync(dirname(join(this.work, path)), { recursive: true });
-      writeFileSync(join(this.work, path), content);
+      writeFileSync(join(this.work, path), content, { mode: path.endsWith('.sh') ? 0o755 : 0o644 });
     }
     git(this.work, 'add', '--all');
     git(this.work, 'commit', '--quiet', '--allow-empty', '-m', message);

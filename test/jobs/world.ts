@@ -32,6 +32,40 @@ const ELEMENT = {
   'diskimage-builder/elements/akanda/README.rst': 'The Akanda appliance element.\n',
 };
 
+const TOX_TESTENV = `[tox]
+skipsdist = True
+
+[testenv]
+basepython = python3
+skip_install = True
+sitepackages = True
+allowlist_externals = stestr
+`;
+
+/** Stand-ins for what the real job runs: devstack's stack.sh, Tempest's and the rug's test suites. */
+const FAKES: Record<string, Record<string, string>> = {
+  'openstack/devstack': {
+    // Writes a log where devstack's LOGDIR is and exits as the test asks.
+    'stack.sh':
+      '#!/bin/bash\nset -eu\nTOP=$(cd "$(dirname "$0")" && pwd)\nmkdir -p "$TOP/../logs"\n' +
+      'echo "stack.sh ran with $(grep -c . "$TOP/local.conf") lines of local.conf" >"$TOP/../logs/stack.sh.log"\n' +
+      'echo "q-svc started" >"$TOP/../logs/screen-q-svc.log"\nexit "${AKANDA_FAKE_STACK_EXIT:-0}"\n',
+  },
+  'openstack/tempest': {
+    'tox.ini': `${TOX_TESTENV}\n[testenv:all]\ncommands = stestr --test-path ./tempest_tests run {posargs}\n`,
+    'tempest_tests/__init__.py': '',
+    'tempest_tests/test_network.py':
+      'import unittest\n\n\nclass TestRouters(unittest.TestCase):\n    def test_create_router(self):\n        pass\n\n' +
+      '    @unittest.skip("no IPv6 on this cloud")\n    def test_ipv6_router(self):\n        pass\n',
+  },
+  'stackforge/akanda-rug': {
+    'tox.ini': `${TOX_TESTENV}\n[testenv:functional]\ncommands = stestr --test-path ./functional run {posargs}\n`,
+    'functional/__init__.py': '',
+    'functional/test_appliance.py':
+      'import unittest\n\n\nclass TestAppliance(unittest.TestCase):\n    def test_router_boots(self):\n        pass\n',
+  },
+};
+
 export class World {
   readonly gitBase: string;
   readonly projects = new Map<string, UpstreamProject>();
@@ -47,6 +81,7 @@ export class World {
       const project = new UpstreamProject(this.gitBase, name, root);
       const files: Record<string, string> = { 'README.rst': `${name}\n` };
       if (name === AKANDA.appliance) Object.assign(files, ELEMENT);
+      Object.assign(files, FAKES[name] ?? {});
       const master = project.branch('master', `initial ${name}`, files);
       if (name === AKANDA.builder) {
         // Retired: the branch is gone, only its end-of-life tag is left.
