@@ -24,17 +24,23 @@ mkdir -p "$AKANDA_CI_LOG_DIR"
 commands_init "$AKANDA_CI_LOG_DIR/commands.txt"
 
 # Real nodes reach PyPI and the distribution mirrors; a node image normally has tox already.
+# tox 3 with virtualenv < 20.22 first: the last versions that still create Python 2.7
+# environments (py27) and read Kilo-era tox.ini files; a venv, as Ubuntu 24.04's pip refuses
+# to install into the system (PEP 668). The distribution's tox is the fallback.
+TOX_VENV=${AKANDA_CI_TOX_VENV:-$HOME/.cache/akanda-ci-tox}
 ensure_tox() {
   command -v tox >/dev/null 2>&1 && return 0
   log "tox is not installed; installing it"
+  if command -v python3 >/dev/null 2>&1 && python3 -m venv --help >/dev/null 2>&1; then
+    if run python3 -m venv "$TOX_VENV" && run "$TOX_VENV/bin/pip" install -q 'tox<4' 'virtualenv<20.22'; then
+      export PATH="$TOX_VENV/bin:$PATH"
+      return 0
+    fi
+  fi
   if command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
     run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q tox && command -v tox >/dev/null 2>&1 && return 0
   fi
-  if command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1; then
-    run python3 -m pip install --user tox && export PATH="$HOME/.local/bin:$PATH" && command -v tox >/dev/null 2>&1 &&
-      return 0
-  fi
-  die "tox is not installed and could not be installed (needs apt-get as root, or python3 with pip)"
+  die "tox is not installed and could not be installed (needs python3 with venv and PyPI, or apt-get as root)"
 }
 
 publish() {

@@ -57,8 +57,13 @@ apt_install() {
 step_tools() {
   apt-get update -q
   apt_install git curl ca-certificates python3 python3-pip python3-venv python3-dev build-essential \
-    tox python3-stestr python3-subunit python3-os-testr sudo \
+    python3-stestr python3-subunit python3-os-testr sudo \
     debootstrap qemu-utils kpartx squashfs-tools dosfstools gdisk
+  # tox 3 and virtualenv < 20.22, the last to create py27 environments and to read Kilo-era
+  # tox.ini files; Ubuntu's tox is 4. Ahead of it on PATH.
+  python3 -m venv /opt/tox
+  /opt/tox/bin/pip install -q 'tox<4' 'virtualenv<20.22'
+  ln -sf /opt/tox/bin/tox /usr/local/bin/tox
   # diskimage-builder is not packaged for Ubuntu 24.04: a venv keeps it off the system python.
   python3 -m venv /opt/diskimage-builder
   /opt/diskimage-builder/bin/pip install -q --upgrade diskimage-builder

@@ -184,7 +184,7 @@ it('gives a clear error when tox is missing and cannot be installed', async () =
   const result = await tox(project, ['py27']);
   expect(result.status).toBe(2);
   expect(result.stderr).toBe(
-    'akanda-ci: error: tox is not installed and could not be installed (needs apt-get as root, or python3 with pip)\n',
+    'akanda-ci: error: tox is not installed and could not be installed (needs python3 with venv and PyPI, or apt-get as root)\n',
   );
   expect(readCommands(join(project.logDir, 'commands.txt'))).toEqual([]);
 });
