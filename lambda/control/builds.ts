@@ -26,9 +26,13 @@ export async function applyBuildEvent(
   buildId: string,
   event: BuildEvent,
   decorate?: Decorate,
+  /** The record as the caller just read it: saves a read; a stale one only costs a lost race. */
+  read?: BuildRecord,
 ): Promise<Applied> {
+  let known = read;
   for (let race = 0; race < MAX_RACES; race++) {
-    const current = await ports.store.getBuild<BuildRecord>(buildId);
+    const current = known ?? (await ports.store.getBuild<BuildRecord>(buildId));
+    known = undefined;
     if (!current) return { changed: false, commands: [] };
     const step = transition(current, event, ports.now());
     if (!step.changed) {

@@ -36,11 +36,16 @@ async function claim(ports: ControlPorts, buildId: string, claimToken: unknown):
   const build = await ports.store.getBuild<BuildRecord>(buildId);
   if (!build || !tokenMatches(claimToken, build.claimTokenHash)) return reply(401, { error: 'wrong claim token' });
   const resultToken = newToken();
-  const applied = await applyBuildEvent(ports, buildId, { type: 'claimed', attempt: build.attempt }, (next, current) =>
-    // The token must still be the one of the launch being claimed, and it works once.
-    tokenMatches(claimToken, current.claimTokenHash)
-      ? { ...next, claimTokenHash: undefined, resultTokenHash: hashToken(resultToken) }
-      : undefined,
+  const applied = await applyBuildEvent(
+    ports,
+    buildId,
+    { type: 'claimed', attempt: build.attempt },
+    (next, current) =>
+      // The token must still be the one of the launch being claimed, and it works once.
+      tokenMatches(claimToken, current.claimTokenHash)
+        ? { ...next, claimTokenHash: undefined, resultTokenHash: hashToken(resultToken) }
+        : undefined,
+    build,
   );
   if (!applied.changed || !applied.build) return reply(409, { error: 'build is not waiting to be claimed' });
   const claimed = applied.build;
@@ -101,6 +106,7 @@ async function result(
       ...(elapsedSeconds !== undefined ? { elapsedSeconds } : {}),
     },
     (next, current) => (tokenMatches(request.resultToken, current.resultTokenHash) ? next : undefined),
+    build,
   );
   await pokeSchedulerIfQueued(ports, applied);
   if (applied.changed) return reply(200, { state: applied.build?.state });

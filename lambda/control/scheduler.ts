@@ -212,33 +212,41 @@ const LAUNCH_LEASE_SECONDS = 90;
  * scheduler at a time launches (a lease); a scheduler that finds it taken asks again shortly.
  */
 export async function launchQueued(ports: ControlPorts): Promise<void> {
+  const now = ports.now();
+  const queued = await ports.store.buildsInState<BuildRecord>('queued');
+  if (!queued.some((build) => launchableAt(build) <= now)) return;
   const owner = newToken();
   if (!(await ports.store.acquireLease('launch', owner, ports.now(), LAUNCH_LEASE_SECONDS))) {
     await ports.scheduleQueue.send({ kind: 'launch' }, 2);
     return;
   }
   try {
-    await launchUnderLimit(ports);
+    await launchUnderLimit(ports, queued);
   } finally {
     await ports.store.releaseLease('launch', owner);
   }
 }
 
-async function launchUnderLimit(ports: ControlPorts): Promise<void> {
+async function launchUnderLimit(ports: ControlPorts, queued: BuildRecord[]): Promise<void> {
   const limit = ports.config.limits.maxConcurrentNodes;
-  const out = (await ports.store.countBuildsInState('launching')) + (await ports.store.countBuildsInState('running'));
-  let free = limit - out;
+  const [launching, running] = await Promise.all([
+    ports.store.countBuildsInState('launching'),
+    ports.store.countBuildsInState('running'),
+  ]);
+  let free = limit - launching - running;
   if (free <= 0) return;
-  const queued = await ports.store.buildsInState<BuildRecord>('queued');
+  // Read before the lease was taken: a build another launcher started meanwhile loses its race below.
   for (const candidate of queued) {
     if (free <= 0) return;
     if (launchableAt(candidate) > ports.now()) continue;
     const claimToken = newToken();
-    const applied = await applyBuildEvent(ports, candidate.buildId, { type: 'launch_requested' }, (next) => ({
-      ...next,
-      claimTokenHash: hashToken(claimToken),
-      resultTokenHash: undefined,
-    }));
+    const applied = await applyBuildEvent(
+      ports,
+      candidate.buildId,
+      { type: 'launch_requested' },
+      (next) => ({ ...next, claimTokenHash: hashToken(claimToken), resultTokenHash: undefined }),
+      candidate,
+    );
     const launch = applied.commands.find((c) => c.type === 'launch');
     if (!applied.changed || !launch || launch.type !== 'launch') continue;
     free--;

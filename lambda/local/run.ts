@@ -7,6 +7,7 @@
 import { join } from 'node:path';
 import { createLogArtifacts, createS3Client } from '../adapters/artifacts';
 import { GerritClient, REVIEW_MAX_ATTEMPTS, reviewRetryDelayFor } from '../adapters/gerrit-client';
+import type { Fleet } from '../adapters/fleet';
 import { LocalFleet } from '../adapters/local-fleet';
 import { LocalQueue } from '../adapters/queue';
 import { runtimeConfig } from '../adapters/runtime-config';
@@ -41,6 +42,8 @@ export interface LocalOptions {
   write(line: string): void;
   /** When set, the node agent entry point (default: this checkout's). */
   agentEntry?: string;
+  /** Nodes from elsewhere instead of node-agent child processes (the control-plane benchmark). */
+  fleet?: Fleet;
 }
 
 export interface LocalRuntime {
@@ -48,7 +51,7 @@ export interface LocalRuntime {
   ports: ControlPorts;
   /** Resolves when queues are idle (for the benchmark). */
   idle(): Promise<void>;
-  fleet: LocalFleet;
+  fleet: Fleet;
   stop(): Promise<void>;
 }
 
@@ -124,21 +127,23 @@ export async function startLocal(options: LocalOptions): Promise<LocalRuntime> {
   });
   const url = server.url;
 
-  const fleet = new LocalFleet({
-    apiUrl: url,
-    workRoot: join(options.dataDir, 'nodes'),
-    ...(options.agentEntry ? { agentEntry: options.agentEntry } : {}),
-    onExit: ({ instanceId, buildId, code, signal }) => {
-      if (stopping) return;
-      logger.info(`node ${instanceId} (build ${buildId}) exited (${signal ?? `status ${code}`})`);
-      // Status 0: the agent reported, or deliberately did not (its job timed out: the reaper's call).
-      // Killed or failed before reporting: like an instance that vanished, the attempt is lost.
-      if (code === 0) return;
-      nodeLost(getPorts(), buildId, instanceId, signal ? `killed by ${signal}` : `exited with status ${code}`).catch(
-        (error: unknown) => logger.error(`build ${buildId}: node exit not handled`, { error: String(error) }),
-      );
-    },
-  });
+  const fleet: Fleet =
+    options.fleet ??
+    new LocalFleet({
+      apiUrl: url,
+      workRoot: join(options.dataDir, 'nodes'),
+      ...(options.agentEntry ? { agentEntry: options.agentEntry } : {}),
+      onExit: ({ instanceId, buildId, code, signal }) => {
+        if (stopping) return;
+        logger.info(`node ${instanceId} (build ${buildId}) exited (${signal ?? `status ${code}`})`);
+        // Status 0: the agent reported, or deliberately did not (its job timed out: the reaper's call).
+        // Killed or failed before reporting: like an instance that vanished, the attempt is lost.
+        if (code === 0) return;
+        nodeLost(getPorts(), buildId, instanceId, signal ? `killed by ${signal}` : `exited with status ${code}`).catch(
+          (error: unknown) => logger.error(`build ${buildId}: node exit not handled`, { error: String(error) }),
+        );
+      },
+    });
 
   const ports: ControlPorts = {
     config,
@@ -191,7 +196,7 @@ export async function startLocal(options: LocalOptions): Promise<LocalRuntime> {
       clearInterval(reaper);
       scheduleQueue.close();
       reportQueue.close();
-      await fleet.terminateAll();
+      if (fleet instanceof LocalFleet) await fleet.terminateAll();
       await server.close();
       store.destroy();
       s3.destroy();
