@@ -1,5 +1,5 @@
 /** Lambda Function URL requests and responses for the webhook and the node API. */
-import type { LambdaFunctionURLEvent, LambdaFunctionURLResult } from 'aws-lambda';
+import type { LambdaFunctionURLEvent, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import type { ControlResponse } from '../control/http';
 
 export function requestBody(event: LambdaFunctionURLEvent): Buffer {
@@ -7,7 +7,7 @@ export function requestBody(event: LambdaFunctionURLEvent): Buffer {
   return event.isBase64Encoded ? Buffer.from(event.body, 'base64') : Buffer.from(event.body, 'utf8');
 }
 
-export function toResult(response: ControlResponse): LambdaFunctionURLResult {
+export function toResult(response: ControlResponse): APIGatewayProxyStructuredResultV2 {
   return {
     statusCode: response.status,
     headers: { 'content-type': 'application/json' },
