@@ -12,6 +12,8 @@ const SCRIPT = join(JOBS, 'collect-devstack-logs.sh');
 let root: string;
 let out: string;
 let result: Awaited<ReturnType<typeof runProgram>>;
+// The agent's console log, still being written while the job runs: never renamed or compressed.
+const consoleLog = 'x'.repeat(200_000);
 const stackLog = Array.from({ length: 4000 }, (_, i) => `2026-11-25 09:00:${i % 60} | + stack.sh: line ${i}\n`).join(
   '',
 );
@@ -37,6 +39,7 @@ beforeAll(async () => {
   write(join(varLog, 'libvirt', 'qemu', 'instance-00000001.log'), 'appliance console\n');
   out = join(root, 'logs');
   mkdirSync(out);
+  writeFileSync(join(out, 'job-output.txt'), consoleLog);
   result = await runProgram(SCRIPT, [dest, out], {
     PATH: SYSTEM_PATH,
     HOME: root,
@@ -50,6 +53,10 @@ afterAll(() => removeDir(root));
 it('exits 0', () => {
   expect(result.stderr).toBe('');
   expect(result.status).toBe(0);
+});
+
+it("leaves the agent's console log alone, however large", () => {
+  expect(readFileSync(join(out, 'job-output.txt'), 'utf8')).toBe(consoleLog);
 });
 
 it('publishes the devstack log as gzipped text a browser shows (it is large)', () => {

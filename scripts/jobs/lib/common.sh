@@ -222,7 +222,8 @@ publish_subunit() {
 
 # compress_logs DIR: OpenStack's convention, so logs open in a browser: *.log becomes *.txt,
 # and every text file of 64 KiB or more is gzipped (served with Content-Encoding: gzip).
-# The files reviewers open first (local.conf, commands.txt, testr_results.html) stay as they are.
+# The files reviewers open first (local.conf, commands.txt, testr_results.html) stay as they are,
+# and so does job-output.txt: the agent is still writing the console log into it.
 compress_logs() {
   local dir=$1 file
   while IFS= read -r -d '' file; do
@@ -230,7 +231,7 @@ compress_logs() {
   done < <(find "$dir" -type f -name '*.log' -print0)
   while IFS= read -r -d '' file; do
     case ${file##*/} in
-      local.conf | commands.txt | testr_results.html | failure.txt | index.html) continue ;;
+      local.conf | commands.txt | testr_results.html | failure.txt | index.html | job-output.txt) continue ;;
     esac
     if grep -Iq . "$file" 2>/dev/null; then gzip -9 -f -- "$file"; fi
   done < <(find "$dir" -type f ! -name '*.gz' ! -name '*.subunit' -size +63k -print0)
