@@ -192,6 +192,8 @@ write_local_conf() {
     setting DATA_DIR "$DEST/data"
     setting LOGDIR "$DEST/logs"
     setting LOGFILE "$DEST/logs/stack.sh.log"
+    # Kilo-era devstack writes the service (screen-*) logs here; newer ones use the journal.
+    setting SCREEN_LOGDIR "$DEST/logs"
     setting LOG_COLOR False
     # The repositories are already in DEST at the refs under test: devstack must not replace them.
     setting RECLONE no

@@ -38,6 +38,7 @@ const LOCALRC_NAMES = [
   'AKANDA_DEV_APPLIANCE_URL',
   'ASTARA_DEV_APPLIANCE_URL',
   'LOGFILE',
+  'SCREEN_LOGDIR',
 ];
 
 let root: string;
@@ -153,6 +154,7 @@ describe('a check of an akanda-rug change on master with the prebuilt image', ()
       AKANDA_DEV_APPLIANCE_URL: IMAGE_URL,
       ASTARA_DEV_APPLIANCE_URL: IMAGE_URL,
       LOGFILE: join(c.dest, 'logs', 'stack.sh.log'),
+      SCREEN_LOGDIR: join(c.dest, 'logs'),
     });
     expect(localrc.calls).toEqual([
       ['enable_plugin', 'akanda-rug', `file://${join(c.workspace, AKANDA.rug)}`, world.rugChange.revision],
