@@ -5,7 +5,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3deploy from 'aws-cdk-lib/aws-s3-deployment';
 import { Construct } from 'constructs';
 import { AGENT_ARCHIVE_NAME, type AgentBundle } from './agent-bundle';
-import { acknowledgeWildcards } from './wildcard-acknowledgements';
+import { acknowledgeWildcards, nagFinding } from './wildcard-acknowledgements';
 
 export interface AgentPublicationProps {
   readonly bundle: AgentBundle;
@@ -58,21 +58,23 @@ export class AgentPublication extends Construct {
       );
       acknowledgeWildcards(handler, [
         {
-          finding: /^Action::s3:(GetObject|GetBucket|List|DeleteObject|Abort)\*$/,
+          finding: nagFinding(
+            ...['GetObject', 'GetBucket', 'List', 'DeleteObject', 'Abort'].map((a) => `Action::s3:${a}*`),
+          ),
           reason:
             'CDK BucketDeployment copies the archive from the CDK asset bucket into agent/ and prunes old files there; these are its grantRead/grantReadWrite actions.',
         },
         {
-          finding: /^Resource::arn:<AWS::Partition>:s3:::cdk-[a-z0-9]+-assets-<AWS::AccountId>-<AWS::Region>\/\*$/,
+          finding: nagFinding('Resource::arn:{partition}:s3:::cdk-{name}-assets-{account}-{region}/*'),
           reason: 'The CDK bootstrap asset bucket, where cdk deploy uploaded the archive; read only.',
         },
         {
-          finding: /^Resource::arn:<AWS::Partition>:s3:::[a-z0-9-]+-images-<AWS::AccountId>-<AWS::Region>\/\*$/,
+          finding: nagFinding('Resource::arn:{partition}:s3:::{name}-images-{account}-{region}/*'),
           reason:
             'CDK BucketDeployment writes and prunes the agent/ prefix of the images bucket (its grant covers the bucket).',
         },
         {
-          finding: /^Resource::\*$/,
+          finding: nagFinding('Resource::*'),
           reason:
             'cloudfront:CreateInvalidation/GetInvalidation as granted by CDK BucketDeployment to invalidate /agent/* after upload.',
         },

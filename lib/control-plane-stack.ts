@@ -18,7 +18,7 @@ import { ControlPlaneFunction, type HandlerName } from './control-plane-function
 import { TABLE_KEYS } from './build-table';
 import { FLEET_WILDCARD_REASONS, FleetAccess } from './fleet-access';
 import type { FleetStack } from './fleet-stack';
-import { acknowledgeWildcards } from './wildcard-acknowledgements';
+import { acknowledgeWildcards, nagFinding } from './wildcard-acknowledgements';
 import { WorkQueue } from './work-queue';
 
 /** The reporter must keep retrying a review POST for at least this long (Gerrit outages). */
@@ -303,16 +303,12 @@ export class ControlPlaneStack extends Stack {
     acknowledgeWildcards(this, [
       ...FLEET_WILDCARD_REASONS,
       {
-        finding: new RegExp(
-          `^Resource::arn:<AWS::Partition>:s3:::[a-z0-9-]+-logs-<AWS::AccountId>-<AWS::Region>/logs/\\*$`,
-        ),
+        finding: nagFinding('Resource::arn:{partition}:s3:::{name}-logs-{account}-{region}/logs/*'),
         reason:
           'Log keys are per build (logs/<NN>/<change>/...); the node API signs uploads only under one build prefix, and the reporter reads published artifacts from there.',
       },
       {
-        finding: new RegExp(
-          `^Resource::arn:<AWS::Partition>:s3:::[a-z0-9-]+-images-<AWS::AccountId>-<AWS::Region>/images/\\*$`,
-        ),
+        finding: nagFinding('Resource::arn:{partition}:s3:::{name}-images-{account}-{region}/images/*'),
         reason:
           'Each published image gets a new images/<version>/ key; only that prefix and the latest-image keys are writable.',
       },

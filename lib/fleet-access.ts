@@ -3,6 +3,7 @@ import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { MANAGED_TAG_KEY, MANAGED_TAG_VALUE } from './node-launch-template';
+import { nagFinding, type WildcardReason } from './wildcard-acknowledgements';
 
 export interface FleetAccessProps {
   /** Every launch template the control plane may launch from. */
@@ -152,21 +153,27 @@ export class FleetAccess extends Construct {
 }
 
 /** Why the EC2 statements above need wildcards (see acknowledgeWildcards). */
-export const FLEET_WILDCARD_REASONS = [
+export const FLEET_WILDCARD_REASONS: readonly WildcardReason[] = [
   {
-    finding:
-      /^Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:(instance|volume|network-interface|fleet|spot-instances-request)\/\*$/,
+    finding: nagFinding(
+      ...['instance', 'volume', 'network-interface', 'fleet', 'spot-instances-request'].map(
+        (type) => `Resource::arn:{partition}:ec2:{region}:{account}:${type}/*`,
+      ),
+    ),
     reason:
       'Ids of instances, volumes, interfaces, fleets and spot requests do not exist before launch; every statement on them requires the akanda-ci:managed tag in the request or on the resource.',
   },
   {
-    finding: /^Resource::arn:<AWS::Partition>:ec2:<AWS::Region>::(image|snapshot)\/\*$/,
+    finding: nagFinding(
+      'Resource::arn:{partition}:ec2:{region}::image/*',
+      'Resource::arn:{partition}:ec2:{region}::snapshot/*',
+    ),
     reason:
       'Public Canonical AMIs and their snapshots (no account in the ARN); which AMI a node boots is fixed by the CI launch templates, the only templates launches may use.',
   },
   {
-    finding: /^Resource::\*$/,
+    finding: nagFinding('Resource::*'),
     reason:
       'ec2:DescribeInstances supports no resource-level permissions; it only reads, and the caller filters by the akanda-ci:managed tag.',
   },
-] as const;
+];

@@ -10,6 +10,32 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import { flattenCfnReference } from 'cdk-nag/lib/utils/flatten-cfn-reference';
 import type { IConstruct } from 'constructs';
 
+/**
+ * What a placeholder in nagFinding() matches: the pseudo parameter of an environment-agnostic
+ * stack, or the concrete value of one synthesized for an account and region.
+ */
+const PLACEHOLDERS: Record<string, string> = {
+  '{partition}': '(?:<AWS::Partition>|aws[a-z-]*)',
+  '{region}': '(?:<AWS::Region>|[a-z]{2}(?:-[a-z]+)+-\\d+)',
+  '{account}': '(?:<AWS::AccountId>|\\d{12})',
+  '{name}': '[a-z0-9-]+',
+};
+
+/**
+ * A finding matcher from readable patterns, e.g.
+ * `nagFinding('Resource::arn:{partition}:ec2:{region}:{account}:instance/*')`; everything outside the
+ * placeholders (including `*`) matches literally.
+ */
+export function nagFinding(...patterns: string[]): RegExp {
+  const alternatives = patterns.map((pattern) =>
+    pattern
+      .split(/(\{[a-z]+\})/)
+      .map((part) => PLACEHOLDERS[part] ?? part.replace(/[.*+?^$()|[\]\\{}]/g, '\\$&'))
+      .join(''),
+  );
+  return new RegExp(`^(?:${alternatives.join('|')})$`);
+}
+
 export interface WildcardReason {
   /** Matched against the finding, e.g. `Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*`. */
   readonly finding: RegExp;

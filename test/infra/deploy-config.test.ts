@@ -3,13 +3,13 @@
  * the schema's own errors and the deploy checks (what AWS can actually run).
  */
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseDocument } from 'yaml';
 import { parseConfig } from '../../lambda/core/config';
 import { deployProblems, vcpusOfSize } from '../../lib/deploy-checks';
 import { loadDeployConfig } from '../../lib/deploy-config';
-import { defaultConfigText, removeTempDirs, REPOSITORY_ROOT, tempDir } from './synth';
+import { cdkJsonContext, defaultConfigText, removeTempDirs, REPOSITORY_ROOT, tempDir } from './synth';
 
 afterAll(removeTempDirs);
 
@@ -96,8 +96,10 @@ describe('loading', () => {
 });
 
 describe('bin/app.ts', () => {
-  function runApp(configPath: string) {
-    return spawnSync(
+  /** Runs the app as the CDK CLI does: context in CDK_CONTEXT_JSON, output to CDK_OUTDIR; no AWS credentials. */
+  function runApp(configPath: string, context: Record<string, unknown> = {}, env: Record<string, string> = {}) {
+    const outdir = tempDir('out');
+    const run = spawnSync(
       process.execPath,
       [join(REPOSITORY_ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), 'bin/app.ts'],
       {
@@ -106,12 +108,40 @@ describe('bin/app.ts', () => {
         env: {
           PATH: process.env.PATH ?? '',
           HOME: directory,
-          CDK_OUTDIR: tempDir('out'),
-          CDK_CONTEXT_JSON: JSON.stringify({ config: configPath }),
+          CDK_OUTDIR: outdir,
+          CDK_CONTEXT_JSON: JSON.stringify({ ...cdkJsonContext(), config: configPath, ...context }),
+          ...env,
         },
       },
     );
+    return { ...run, outdir };
   }
+
+  test('a valid config synthesizes (cdk-nag included) with the AZs and environment it is given', () => {
+    const path = join(directory, 'good.yaml');
+    writeFileSync(path, defaultConfigText());
+    const run = runApp(
+      path,
+      // Template wiring only: skipping the handler bundling keeps this fast.
+      { availabilityZones: 'eu-west-1a, eu-west-1b', 'aws:cdk:bundling-stacks': [] },
+      { CDK_DEFAULT_ACCOUNT: '123456789012', CDK_DEFAULT_REGION: 'eu-west-1' },
+    );
+    expect(run.stderr).not.toMatch(/ERROR|Error:/);
+    expect(run.status).toBe(0);
+    const manifest = JSON.parse(readFileSync(join(run.outdir, 'manifest.json'), 'utf8')) as {
+      artifacts: Record<string, { environment?: string }>;
+      missing?: unknown[];
+    };
+    expect(manifest.artifacts['AkandaCi-Fleet']?.environment).toBe('aws://123456789012/eu-west-1');
+    expect(manifest.missing).toBeUndefined();
+    const fleet = JSON.parse(readFileSync(join(run.outdir, 'AkandaCi-Fleet.template.json'), 'utf8')) as {
+      Resources: Record<string, { Type: string; Properties: { AvailabilityZone?: unknown } }>;
+    };
+    const zones = Object.values(fleet.Resources)
+      .filter((r) => r.Type === 'AWS::EC2::Subnet')
+      .map((r) => r.Properties.AvailabilityZone);
+    expect(zones).toEqual(['eu-west-1a', 'eu-west-1b']);
+  });
 
   test('a schema error prints the file and key path and exits 1 without a stack trace', () => {
     const path = join(directory, 'bad-timeout.yaml');

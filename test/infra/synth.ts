@@ -45,7 +45,7 @@ export function defaultConfigText(): string {
 }
 
 /** The context `cdk synth` passes from cdk.json. */
-function cdkJsonContext(): Record<string, unknown> {
+export function cdkJsonContext(): Record<string, unknown> {
   const cdkJson = JSON.parse(readFileSync(join(REPOSITORY_ROOT, 'cdk.json'), 'utf8')) as {
     context: Record<string, unknown>;
   };
