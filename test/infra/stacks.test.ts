@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
+import { REVIEW_MAX_ATTEMPTS, reviewRetryDelaySeconds } from '../../lambda/adapters/gerrit-client';
 import { REPORT_MAX_RECEIVES, REPORT_RETRY_WINDOW, REPORT_VISIBILITY } from '../../lib/control-plane-stack';
 import { defaultConfigText, removeTempDirs, synthesize, type Synthesized } from './synth';
 
@@ -335,6 +336,12 @@ describe('control plane stack', () => {
 
   test('the report queue keeps retrying for at least 30 minutes before its dead-letter queue', () => {
     expect(REPORT_MAX_RECEIVES * REPORT_VISIBILITY.toSeconds()).toBeGreaterThanOrEqual(REPORT_RETRY_WINDOW.toSeconds());
+    // The reporter's own schedule (one receive per attempt) must fit in the receives the queue allows,
+    // and its delays must span the window before it gives up.
+    expect(REVIEW_MAX_ATTEMPTS).toBeLessThanOrEqual(REPORT_MAX_RECEIVES);
+    let waited = 0;
+    for (let attempt = 1; attempt < REVIEW_MAX_ATTEMPTS; attempt++) waited += reviewRetryDelaySeconds(attempt);
+    expect(waited).toBeGreaterThanOrEqual(REPORT_RETRY_WINDOW.toSeconds());
     synth.controlPlane.hasResourceProperties('AWS::SQS::Queue', {
       VisibilityTimeout: REPORT_VISIBILITY.toSeconds(),
       RedrivePolicy: Match.objectLike({ maxReceiveCount: REPORT_MAX_RECEIVES }),
