@@ -43,8 +43,6 @@ export interface LocalQueueOptions<T> {
   maxReceives?: number;
   /** Delay before redelivering after a thrown error, by receive count (1-based). */
   errorBackoffSeconds?(receives: number): number;
-  /** Multiplies every delay (local mode's `--time-scale` makes retries fast for tests). */
-  timeScale?: number;
   onDeadLetter(message: T, error: unknown): void;
 }
 
@@ -58,6 +56,7 @@ export class LocalQueue<T> implements MessageSender<T> {
   private readonly timers = new Set<NodeJS.Timeout>();
   private running = 0;
   private closed = false;
+  private paused = false;
   private idleWaiters: (() => void)[] = [];
 
   constructor(private readonly options: LocalQueueOptions<T>) {}
@@ -78,6 +77,16 @@ export class LocalQueue<T> implements MessageSender<T> {
     await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
+  /** Holds deliveries (messages still queue up) until resume(): lets a benchmark time one stage alone. */
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.pump();
+  }
+
   close(): void {
     this.closed = true;
     for (const timer of this.timers) clearTimeout(timer);
@@ -87,7 +96,7 @@ export class LocalQueue<T> implements MessageSender<T> {
 
   private enqueue(envelope: Envelope<T>, delaySeconds: number): void {
     if (this.closed) return;
-    const ms = Math.max(0, delaySeconds * 1000 * (this.options.timeScale ?? 1));
+    const ms = Math.max(0, delaySeconds * 1000);
     if (ms === 0) {
       this.ready.push(envelope);
       setImmediate(() => this.pump());
@@ -103,7 +112,7 @@ export class LocalQueue<T> implements MessageSender<T> {
 
   private pump(): void {
     const limit = this.options.concurrency ?? 1;
-    while (!this.closed && this.running < limit && this.ready.length > 0) {
+    while (!this.closed && !this.paused && this.running < limit && this.ready.length > 0) {
       const envelope = this.ready.shift()!;
       this.running++;
       void this.deliver(envelope).finally(() => {

@@ -52,6 +52,8 @@ export interface LocalRuntime {
   /** Resolves when queues are idle (for the benchmark). */
   idle(): Promise<void>;
   fleet: Fleet;
+  /** The in-process queues (the benchmark pauses the scheduler to time the ingest alone). */
+  queues: { schedule: LocalQueue<ScheduleMessage>; report: LocalQueue<ReportMessage> };
   stop(): Promise<void>;
 }
 
@@ -187,6 +189,7 @@ export async function startLocal(options: LocalOptions): Promise<LocalRuntime> {
     url,
     ports,
     fleet,
+    queues: { schedule: scheduleQueue, report: reportQueue },
     idle: async () => {
       await scheduleQueue.drained();
       await reportQueue.drained();
