@@ -49,6 +49,7 @@ describe('LocalQueue', () => {
         calls++;
         if (calls < 4) return { retryAfterSeconds: 0.001 };
         done.resolve(calls);
+        return undefined;
       },
       onDeadLetter: () => done.resolve(-1),
     });
