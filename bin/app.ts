@@ -6,31 +6,22 @@
 import { App } from 'aws-cdk-lib';
 import { ConfigError, type Config } from '../lambda/core/config';
 import { addAkandaCi } from '../lib/akanda-ci';
-import { DEFAULT_CONFIG_PATH, loadDeployConfig } from '../lib/deploy-config';
+import { DEFAULT_CONFIG_PATH, loadDeployConfig, parseAvailabilityZones } from '../lib/deploy-config';
 
 const app = new App();
 const configPath = String(app.node.tryGetContext('config') ?? DEFAULT_CONFIG_PATH);
 
 let config: Config;
+let availabilityZones: string[] | undefined;
 try {
   config = loadDeployConfig(configPath);
+  availabilityZones = parseAvailabilityZones(app.node.tryGetContext('availabilityZones'));
 } catch (error) {
   if (!(error instanceof ConfigError)) throw error;
   // The operator needs the key path, not a stack trace.
   process.stderr.write(`${error.message}\n`);
   process.exit(1);
 }
-
-const zonesContext: unknown = app.node.tryGetContext('availabilityZones');
-const availabilityZones =
-  typeof zonesContext === 'string'
-    ? zonesContext
-        .split(',')
-        .map((zone) => zone.trim())
-        .filter(Boolean)
-    : Array.isArray(zonesContext)
-      ? zonesContext.map(String)
-      : undefined;
 
 const account = process.env.CDK_DEFAULT_ACCOUNT;
 const region = process.env.CDK_DEFAULT_REGION;

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { parseDocument } from 'yaml';
 import { parseConfig } from '../../lambda/core/config';
 import { deployProblems, vcpusOfSize } from '../../lib/deploy-checks';
-import { loadDeployConfig } from '../../lib/deploy-config';
+import { loadDeployConfig, parseAvailabilityZones } from '../../lib/deploy-config';
 import { cdkJsonContext, defaultConfigText, removeTempDirs, REPOSITORY_ROOT, tempDir } from './synth';
 
 afterAll(removeTempDirs);
@@ -78,6 +78,23 @@ describe('deploy checks', () => {
       2, 4, 8, 192,
     ]);
     expect(vcpusOfSize('metal-48xl')).toBeUndefined();
+  });
+});
+
+describe('availabilityZones context', () => {
+  test('a comma-separated string or a JSON array; unset means the default', () => {
+    expect(parseAvailabilityZones(undefined)).toBeUndefined();
+    expect(parseAvailabilityZones(' us-east-1a, us-east-1b ,')).toEqual(['us-east-1a', 'us-east-1b']);
+    expect(parseAvailabilityZones(['eu-central-1a', 'eu-central-1c'])).toEqual(['eu-central-1a', 'eu-central-1c']);
+  });
+
+  test('refuses what is not an AZ list, with the context key in the message', () => {
+    expect(() => parseAvailabilityZones('us-east-1a,$(reboot)')).toThrow(
+      'context availabilityZones: expected AZ names like us-east-1a, got "$(reboot)"',
+    );
+    expect(() => parseAvailabilityZones('')).toThrow('context availabilityZones: expected 1 to 16 AZ names, got 0');
+    expect(() => parseAvailabilityZones('us-east-1a,us-east-1a')).toThrow('an AZ is listed twice');
+    expect(() => parseAvailabilityZones(42)).toThrow('expected a comma-separated list');
   });
 });
 
