@@ -108,6 +108,7 @@ finish() {
     done
     local why="exited $status"
     ((status == 124 || status == 137)) && why="ran out of the job's time limit"
+    ((status == 143)) && why="was stopped (SIGTERM: cancelled, or the agent's time limit)"
     printf 'phase: %s\nstatus: %s\nreason: %s %s\nsee: %s\n' "$phase" "$status" "$phase" "$why" "$hint" \
       >"$AKANDA_CI_LOG_DIR/failure.txt"
     log "FAILED in phase $phase ($why); see $hint"
@@ -115,6 +116,9 @@ finish() {
   exit "$status"
 }
 trap finish EXIT
+# The agent stops a job with SIGTERM to its process group (cancel, its own time limit): end
+# through finish, so the logs are still collected within the agent's grace period.
+trap 'exit 143' TERM INT
 
 short_name() {
   echo "${1##*/}"

@@ -3,6 +3,7 @@
  * the repositories it prepares, the local.conf devstack would source, the commands it would run,
  * and what it does with hostile input.
  */
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Server, createServer } from 'node:http';
@@ -506,6 +507,36 @@ describe('a real run with stand-in devstack and test suites', () => {
     expect(result.status).not.toBe(0);
     expect(readFileSync(join(c.logDir, 'failure.txt'), 'utf8')).toMatch(/^phase: tempest\n/);
     expect(readFileSync(join(c.logDir, 'testr_results.html'), 'utf8')).toContain('test_router_boots');
+  });
+
+  it('stops devstack at the job time limit and says so', async () => {
+    const c = realCase({ AKANDA_FAKE_STACK_SLEEP: '120', AKANDA_CI_TIMEOUT: '6' });
+    const result = await run(c);
+    expect([124, 137]).toContain(result.status);
+    expect(readFileSync(join(c.logDir, 'failure.txt'), 'utf8')).toMatch(
+      /^phase: devstack\nstatus: 1(24|37)\nreason: devstack ran out of the job's time limit\n/,
+    );
+  });
+
+  it('collects the logs and says why when the agent stops the job with SIGTERM', async () => {
+    const c = realCase({ AKANDA_FAKE_STACK_SLEEP: '120' });
+    // the agent runs a job as the leader of its own process group and signals the group
+    const child = spawn(SCRIPT, ['--no-functional'], {
+      cwd: join(c.workspace, AKANDA.rug),
+      env: c.env,
+      detached: true,
+    });
+    let stdout = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    while (!existsSync(join(c.dest, 'logs', 'screen-q-svc.log'))) await new Promise((r) => setTimeout(r, 100));
+    process.kill(-child.pid!, 'SIGTERM');
+    expect(await exited).toBe(143);
+    expect(readFileSync(join(c.logDir, 'failure.txt'), 'utf8')).toMatch(
+      /^phase: devstack\nstatus: 143\nreason: devstack was stopped \(SIGTERM/,
+    );
+    expect(readFileSync(join(c.logDir, 'logs', 'stack.sh.txt'), 'utf8')).toMatch(/^stack.sh ran/);
+    expect(stdout).toMatch(/FAILED in phase devstack/);
   });
 
   it('refuses a prebuilt image whose checksum does not match, before devstack runs', async () => {

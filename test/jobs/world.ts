@@ -49,7 +49,8 @@ const FAKES: Record<string, Record<string, string>> = {
     'stack.sh':
       '#!/bin/bash\nset -eu\nTOP=$(cd "$(dirname "$0")" && pwd)\nmkdir -p "$TOP/../logs"\n' +
       'echo "stack.sh ran with $(grep -c . "$TOP/local.conf") lines of local.conf" >"$TOP/../logs/stack.sh.log"\n' +
-      'echo "q-svc started" >"$TOP/../logs/screen-q-svc.log"\nexit "${AKANDA_FAKE_STACK_EXIT:-0}"\n',
+      'echo "q-svc started" >"$TOP/../logs/screen-q-svc.log"\nsleep "${AKANDA_FAKE_STACK_SLEEP:-0}"\n' +
+      'exit "${AKANDA_FAKE_STACK_EXIT:-0}"\n',
   },
   'openstack/tempest': {
     'tox.ini': `${TOX_TESTENV}\n[testenv:all]\ncommands = stestr --test-path ./tempest_tests run {posargs}\n`,
