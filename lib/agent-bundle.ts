@@ -34,10 +34,16 @@ export interface AgentBundleOptions {
 /** Directories under scripts/ that nodes never run. */
 const EXCLUDED_SCRIPT_DIRECTORIES = new Set(['bench']);
 
+/** Local leftovers (editor files, Python caches) that must not change the archive's hash. */
+function isLocalLeftover(name: string): boolean {
+  return name.startsWith('.') || name === '__pycache__' || name.endsWith('.pyc') || name.endsWith('~');
+}
+
 function scriptEntries(root: string, directory: string): TarEntry[] {
   const entries: TarEntry[] = [];
   const names = readdirSync(directory).sort();
   for (const name of names) {
+    if (isLocalLeftover(name)) continue;
     const full = join(directory, name);
     const path = relative(root, full).split(sep).join('/');
     const stat = statSync(full);

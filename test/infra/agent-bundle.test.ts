@@ -42,7 +42,7 @@ test('unpacks to a runnable node-agent.js and the job scripts, without the bench
   for (const line of listing.trim().split('\n')) expect(line).toMatch(/ root\/root .* 2000-01-01 00:00 /);
 });
 
-test('executable scripts stay executable, others do not; content changes change the hash', () => {
+test('executable scripts stay executable, others do not; content changes the hash, leftovers do not', () => {
   const root = tempDir('repo');
   mkdirSync(join(root, 'lambda', 'node-agent'), { recursive: true });
   writeFileSync(join(root, 'lambda', 'node-agent', 'main.ts'), 'console.log("agent");\n');
@@ -55,6 +55,12 @@ test('executable scripts stay executable, others do not; content changes change 
   const target = untar(first.archivePath);
   expect(statSync(join(target, 'scripts', 'jobs', 'run.sh')).mode & 0o777).toBe(0o755);
   expect(statSync(join(target, 'scripts', 'jobs', 'notes.txt')).mode & 0o777).toBe(0o644);
+  // Editor and Python leftovers do not change the archive.
+  mkdirSync(join(root, 'scripts', 'jobs', '__pycache__'));
+  writeFileSync(join(root, 'scripts', 'jobs', '__pycache__', 'x.cpython-312.pyc'), 'cache');
+  writeFileSync(join(root, 'scripts', 'jobs', '.run.sh.swp'), 'swap');
+  writeFileSync(join(root, 'scripts', 'jobs', 'run.sh~'), 'backup');
+  expect(buildAgentBundle({ repositoryRoot: root, outputRoot: join(root, 'out') }).sha256).toBe(first.sha256);
   writeFileSync(join(root, 'scripts', 'jobs', 'notes.txt'), 'changed\n');
   expect(buildAgentBundle({ repositoryRoot: root, outputRoot: join(root, 'out') }).sha256).not.toBe(first.sha256);
 });
