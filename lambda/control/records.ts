@@ -39,6 +39,8 @@ export interface BuildsetRecord extends StoredBuildset {
   reportAttempts?: number;
   /** Epoch seconds: a retry of the review is due then; earlier deliveries leave it to that retry. */
   nextReportAt?: number;
+  /** Epoch seconds: an attempt is in flight until then (or until it records its outcome). */
+  reportingUntil?: number;
   reason?: string;
 }
 

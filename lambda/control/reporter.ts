@@ -2,8 +2,9 @@
  * The reporter: when every build of a buildset is terminal, post exactly one review.
  *
  * Exactly once: before each POST the reporter wins a conditional write (`reportAttempts` + 1 on
- * the version it read), so of two concurrent deliveries only one posts; after the POST it writes
- * `reported` (or `dropped` on 409, or `dead_lettered`). Every attempt after the first one first
+ * the version it read, and `reportingUntil`, a lease on the attempt), so of concurrent deliveries
+ * only one posts and the others leave while the attempt is in flight; after the POST it writes
+ * `reported` (or `dropped` on 409, `dead_lettered`, or the time the retry is due). Every attempt after the first one first
  * asks Gerrit whether the review is already on the patchset (our tag and the first build's log
  * URL, unique to this buildset), which covers an answer lost after Gerrit saved the review and a
  * crash between the POST and the `reported` write. What is left: Gerrit listing a saved message
@@ -24,6 +25,10 @@ import type { BuildRecord, BuildsetRecord, BuildsetState } from './records';
 export type ReportStep = { kind: 'done' } | { kind: 'retry'; delaySeconds: number };
 
 const DONE: ReportStep = { kind: 'done' };
+/** Longer than one attempt can take (the Gerrit client's timeouts are 15 s per request). */
+const ATTEMPT_LEASE_SECONDS = 60;
+/** Timers and queues deliver a retry at its due time, give or take clock rounding. */
+const DUE_SLACK_SECONDS = 0.5;
 
 export async function reportBuildset(ports: ControlPorts, buildsetId: string): Promise<ReportStep> {
   for (;;) {
@@ -38,8 +43,13 @@ export async function reportBuildset(ports: ControlPorts, buildsetId: string): P
       continue;
     }
     const now = ports.now();
-    if (buildset.nextReportAt !== undefined && now < buildset.nextReportAt) {
-      // Another delivery (an early duplicate) while a retry is scheduled: that retry owns the report.
+    if (buildset.reportingUntil !== undefined && now < buildset.reportingUntil) {
+      // Another delivery holds the attempt in flight. Look again when its lease ends: by then it has
+      // recorded the outcome, or it crashed and this delivery takes over.
+      return { kind: 'retry', delaySeconds: Math.max(1, buildset.reportingUntil - now) };
+    }
+    if (buildset.nextReportAt !== undefined && now + DUE_SLACK_SECONDS < buildset.nextReportAt) {
+      // An early duplicate while a retry is scheduled: that retry owns the report.
       return DONE;
     }
     if (buildset.change === undefined || !buildset.changeId) {
@@ -56,6 +66,7 @@ export async function reportBuildset(ports: ControlPorts, buildsetId: string): P
       state: 'reporting',
       reportAttempts: attempt,
       nextReportAt: undefined,
+      reportingUntil: now + ATTEMPT_LEASE_SECONDS,
       version: buildset.version + 1,
     };
     if (!(await ports.store.putBuildset(claimed))) continue;
@@ -166,6 +177,7 @@ async function settle(
       state,
       ...(reason !== undefined ? { reason } : {}),
       nextReportAt,
+      reportingUntil: undefined,
       ...(state === 'reporting' ? {} : { closedAt: ports.now() }),
       version: buildset.version + 1,
     };
