@@ -122,8 +122,8 @@ async function scheduleBuildset(ports: ControlPorts, buildsetId: string): Promis
           graceSeconds,
           maxAttempts: ports.config.limits.maxAttempts,
         },
-        // Microseconds apart keep the FIFO in job order within one buildset.
-        now + index / 1e6,
+        // The queue is first in first out by event arrival; microseconds apart keep job order.
+        buildset.createdAt + index / 1e6,
       ),
       version: 0,
       run: job.run,

@@ -1,0 +1,239 @@
+/**
+ * Ingest, scheduler, node API and reaper together over the store on dynalite and the Gerrit
+ * stand-in: the node limit with its FIFO queue, supersede and abandon, the one-time tokens, and
+ * the reaper's deadlines and strays. Nodes are a recording Fleet (what EC2 or child processes
+ * would be); the queues are delivered by the test, one message at a time.
+ */
+import type { Fleet, LaunchOutcome, LaunchRequest, ManagedInstance } from '../../lambda/adapters/fleet';
+import { GerritClient } from '../../lambda/adapters/gerrit-client';
+import { Store } from '../../lambda/adapters/store';
+import { validateConfig } from '../../lambda/core/config';
+import { ingestWebhook } from '../../lambda/control/ingest';
+import { handleNodeRequest } from '../../lambda/control/node-api';
+import type { ControlPorts, ReportMessage, ScheduleMessage } from '../../lambda/control/ports';
+import { reap } from '../../lambda/control/reaper';
+import type { BuildRecord, BuildsetRecord } from '../../lambda/control/records';
+import { handleScheduleMessage, launchQueued } from '../../lambda/control/scheduler';
+import {
+  type Emulator,
+  ensureTable,
+  LOCAL_CREDENTIALS,
+  LOCAL_REGION,
+  startDynalite,
+} from '../../lambda/local/emulators';
+import { GerritStandin } from '../support/gerrit-standin';
+
+const PROJECT = 'stackforge/akanda-rug';
+const TOKEN = 'scheduler-test-webhook-token';
+
+class RecordingFleet implements Fleet {
+  readonly launches: LaunchRequest[] = [];
+  readonly terminated: string[] = [];
+  live = new Map<string, string>();
+  private next = 0;
+
+  async launch(request: LaunchRequest): Promise<LaunchOutcome> {
+    this.launches.push(request);
+    const instanceId = `i-${String(++this.next).padStart(17, '0')}`;
+    this.live.set(instanceId, request.buildId);
+    return { status: 'launched', instanceId, lifecycle: 'spot' };
+  }
+
+  async terminateInstances(ids: readonly string[]): Promise<void> {
+    for (const id of ids) {
+      this.terminated.push(id);
+      this.live.delete(id);
+    }
+  }
+
+  async listManagedInstances(): Promise<ManagedInstance[]> {
+    return [...this.live].map(([instanceId, buildId]) => ({ instanceId, buildId, state: 'running' }));
+  }
+}
+
+let dynamo: Emulator;
+let gerrit: GerritStandin;
+let clock = 2_000_000;
+let table = 0;
+
+async function setup(maxConcurrentNodes: number) {
+  const store = new Store(`scheduler-${++table}`, {
+    endpoint: dynamo.endpoint,
+    region: LOCAL_REGION,
+    credentials: LOCAL_CREDENTIALS,
+  });
+  await ensureTable(dynamo.endpoint, `scheduler-${table}`);
+  const schedule: ScheduleMessage[] = [];
+  const reports: ReportMessage[] = [];
+  const fleet = new RecordingFleet();
+  const ports: ControlPorts = {
+    config: validateConfig({
+      gerrit: { url: gerrit.url, username: gerrit.username },
+      nodes: { small: { instanceTypes: ['c8i.large'] } },
+      jobs: [{ name: 'pep8', node: 'small', run: 'tox -e pep8', timeout: '10m' }],
+      projects: [{ name: PROJECT, check: ['pep8'] }],
+      limits: { maxConcurrentNodes, timeoutGrace: '1m' },
+    }),
+    store,
+    scheduleQueue: { send: async (m) => void schedule.push(m) },
+    reportQueue: { send: async (m) => void reports.push(m) },
+    fleet,
+    gerrit: new GerritClient({ baseUrl: gerrit.url, username: gerrit.username, password: gerrit.password }),
+    artifacts: {
+      logUpload: async (keyPrefix) => ({
+        url: 'https://s3.example/',
+        fields: {},
+        keyPrefix,
+        publicUrl: `https://logs.example/${keyPrefix}`,
+      }),
+      publicUrl: (prefix) => `https://logs.example/${prefix}`,
+    },
+    now: () => clock,
+    logger: { info: () => {}, warn: () => {}, error: () => {} },
+    webhookToken: async () => TOKEN,
+    reportRetry: { delaySeconds: () => 1, maxAttempts: 3 },
+  };
+  /** Delivers every schedule message, including those the deliveries send. */
+  const drain = async () => {
+    while (schedule.length > 0) await handleScheduleMessage(ports, schedule.shift()!);
+  };
+  const ingest = async (event: unknown) => {
+    const answer = await ingestWebhook(ports, { token: TOKEN, body: JSON.stringify(event) });
+    expect(answer.status).toBe(202);
+    return (answer.body as { buildsets: string[] }).buildsets[0]!;
+  };
+  const buildOf = async (buildsetId: string) => {
+    const buildset = await store.getBuildset<BuildsetRecord>(buildsetId);
+    return (await store.getBuild<BuildRecord>(buildset!.buildIds[0]!))!;
+  };
+  return { store, ports, fleet, schedule, reports, drain, ingest, buildOf };
+}
+
+beforeAll(async () => {
+  dynamo = await startDynalite();
+  gerrit = await GerritStandin.start();
+});
+
+afterAll(async () => {
+  await gerrit.close();
+  await dynamo.close();
+});
+
+it('launches at most maxConcurrentNodes, the rest first in first out as nodes finish', async () => {
+  const t = await setup(2);
+  const changes = [1, 2, 3, 4].map(() => gerrit.createChange({ project: PROJECT }));
+  const buildsets: string[] = [];
+  for (const change of changes) {
+    clock += 1;
+    buildsets.push(await t.ingest(gerrit.patchsetCreatedEvent(change.number)));
+  }
+  await t.drain();
+  const first = await t.buildOf(buildsets[0]!);
+  const second = await t.buildOf(buildsets[1]!);
+  expect(t.fleet.launches.map((l) => l.buildId)).toEqual([first.buildId, second.buildId]);
+  expect((await t.buildOf(buildsets[2]!)).state).toBe('queued');
+
+  // The second build's node claims and reports; its slot goes to the third buildset, not the fourth.
+  const claimToken = t.fleet.launches[1]!.claimToken;
+  const claim = await handleNodeRequest(t.ports, '/node/claim', { buildId: second.buildId, claimToken });
+  expect(claim.status).toBe(200);
+  expect(claim.body.job).toMatchObject({ buildId: second.buildId, project: PROJECT, change: changes[1]!.number });
+  expect((await handleNodeRequest(t.ports, '/node/claim', { buildId: second.buildId, claimToken })).status).toBe(401);
+  const resultToken = claim.body.resultToken as string;
+  const wrong = await handleNodeRequest(t.ports, '/node/result', {
+    buildId: second.buildId,
+    resultToken: claimToken,
+    result: 'SUCCESS',
+  });
+  expect(wrong.status).toBe(401);
+  const result = { buildId: second.buildId, resultToken, result: 'SUCCESS', elapsedSeconds: 30 };
+  expect((await handleNodeRequest(t.ports, '/node/result', result)).status).toBe(200);
+  expect((await handleNodeRequest(t.ports, '/node/result', result)).status).toBe(200); // idempotent
+  expect((await handleNodeRequest(t.ports, '/node/result', { ...result, result: 'FAILURE' })).status).toBe(409);
+  expect(t.reports).toEqual([{ buildsetId: buildsets[1] }]);
+
+  await launchQueued(t.ports);
+  const third = await t.buildOf(buildsets[2]!);
+  expect(t.fleet.launches.map((l) => l.buildId)).toEqual([first.buildId, second.buildId, third.buildId]);
+  expect((await t.buildOf(buildsets[3]!)).state).toBe('queued');
+  t.store.destroy();
+});
+
+it('never exceeds the limit when launchers race', async () => {
+  const t = await setup(3);
+  for (let i = 0; i < 6; i++) {
+    const change = gerrit.createChange({ project: PROJECT });
+    clock += 1;
+    const answer = await ingestWebhook(t.ports, {
+      token: TOKEN,
+      body: JSON.stringify(gerrit.patchsetCreatedEvent(change.number)),
+    });
+    expect(answer.status).toBe(202);
+  }
+  // Schedule every buildset with no room to launch, then let four launchers run at once.
+  const noRoom: ControlPorts = {
+    ...t.ports,
+    config: { ...t.ports.config, limits: { ...t.ports.config.limits, maxConcurrentNodes: 0 } },
+  };
+  for (const message of t.schedule.splice(0)) await handleScheduleMessage(noRoom, message);
+  expect(await t.store.countBuildsInState('queued')).toBe(6);
+  await Promise.all([launchQueued(t.ports), launchQueued(t.ports), launchQueued(t.ports), launchQueued(t.ports)]);
+  await t.drain(); // launchers that found the lease taken asked to be run again
+  const launching = await t.store.countBuildsInState('launching');
+  expect(launching).toBe(3);
+  expect(t.fleet.live.size).toBe(3);
+  t.store.destroy();
+});
+
+it('cancels older patchsets and abandoned changes, terminating their nodes and never reporting them', async () => {
+  const t = await setup(10);
+  const change = gerrit.createChange({ project: PROJECT });
+  const old = await t.ingest(gerrit.patchsetCreatedEvent(change.number));
+  await t.drain();
+  const oldBuild = await t.buildOf(old);
+  expect(oldBuild.state).toBe('launching');
+
+  gerrit.addPatchset(change.number);
+  clock += 1;
+  const newer = await t.ingest(gerrit.patchsetCreatedEvent(change.number, 2));
+  await t.drain();
+  expect((await t.store.getBuildset<BuildsetRecord>(old))?.state).toBe('cancelled');
+  expect((await t.store.getBuild<BuildRecord>(oldBuild.buildId))?.state).toBe('cancelled');
+  expect(t.fleet.terminated).toEqual([oldBuild.instanceId]);
+  // The old node's late result is refused and reports nothing.
+  const token = t.fleet.launches[0]!.claimToken;
+  expect(
+    (await handleNodeRequest(t.ports, '/node/claim', { buildId: oldBuild.buildId, claimToken: token })).status,
+  ).toBe(409);
+
+  const newBuild = await t.buildOf(newer);
+  expect(newBuild.state).toBe('launching');
+  const abandoned = await ingestWebhook(t.ports, {
+    token: TOKEN,
+    body: JSON.stringify(gerrit.changeAbandonedEvent(change.number)),
+  });
+  expect(abandoned.status).toBe(202);
+  await t.drain();
+  expect((await t.store.getBuildset<BuildsetRecord>(newer))?.state).toBe('cancelled');
+  expect(t.fleet.terminated).toEqual([oldBuild.instanceId, newBuild.instanceId]);
+  expect(t.reports).toEqual([]);
+  t.store.destroy();
+});
+
+it('times out overdue builds and terminates nodes without a live build', async () => {
+  const t = await setup(10);
+  const change = gerrit.createChange({ project: PROJECT });
+  const buildsetId = await t.ingest(gerrit.patchsetCreatedEvent(change.number));
+  await t.drain();
+  const build = await t.buildOf(buildsetId);
+  t.fleet.live.set('i-00000000000000099', 'no-such-build');
+
+  expect(await reap(t.ports)).toEqual({ timedOut: [], terminated: ['i-00000000000000099'] });
+  clock += 10 * 60 + 60; // job timeout + grace
+  expect(await reap(t.ports)).toEqual({ timedOut: [build.buildId], terminated: [] });
+  const after = await t.store.getBuild<BuildRecord>(build.buildId);
+  expect(after).toMatchObject({ state: 'timed_out', result: 'TIMED_OUT' });
+  expect(t.fleet.terminated).toEqual(['i-00000000000000099', build.instanceId]);
+  expect(t.reports).toEqual([{ buildsetId }]);
+  t.store.destroy();
+});
