@@ -149,6 +149,8 @@ async function serveObject(
     const bytes = Buffer.from((await object.Body?.transformToByteArray()) ?? []);
     res.writeHead(200, {
       'content-type': object.ContentType ?? 'application/octet-stream',
+      // Gzipped logs (`*.txt.gz`) are stored with Content-Encoding: gzip so browsers show text, as CloudFront does.
+      ...(object.ContentEncoding ? { 'content-encoding': object.ContentEncoding } : {}),
       'content-length': bytes.length,
     });
     res.end(req.method === 'HEAD' ? undefined : bytes);
