@@ -1,6 +1,7 @@
 /**
  * The CDK app: `npx cdk synth` / `npx cdk deploy --all` (cdk.json runs this with tsx).
- * Context: `config` (default akanda-ci.yaml), `availabilityZones` (comma-separated node AZs).
+ * Context: `config` (default akanda-ci.yaml), `availabilityZones` (comma-separated node AZs),
+ * `nodeImagePipeline` (true: bake the node image with EC2 Image Builder).
  * Works offline: no lookups, no credentials; the env comes from CDK_DEFAULT_ACCOUNT/REGION when set.
  */
 import { App } from 'aws-cdk-lib';
@@ -29,4 +30,5 @@ const region = process.env.CDK_DEFAULT_REGION;
 addAkandaCi(app, config, {
   env: account && region ? { account, region } : undefined,
   availabilityZones,
+  nodeImagePipeline: ['true', true].includes(app.node.tryGetContext('nodeImagePipeline') as string | boolean),
 });

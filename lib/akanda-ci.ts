@@ -13,6 +13,8 @@ export interface AkandaCiOptions {
   readonly agentBundle?: AgentBundle;
   /** Node subnet AZs (context `availabilityZones`). @default the region's first three, resolved at deploy */
   readonly availabilityZones?: readonly string[];
+  /** Bake the node image with EC2 Image Builder (context `nodeImagePipeline`). @default false */
+  readonly nodeImagePipeline?: boolean;
   /** @default true: cdk-nag AwsSolutions fails synth on any unacknowledged finding */
   readonly nag?: boolean;
 }
@@ -43,6 +45,7 @@ export function addAkandaCi(app: App, config: Config, options: AkandaCiOptions =
     distribution: artifacts.distribution,
     publicBaseUrl: artifacts.publicBaseUrl,
     availabilityZones: options.availabilityZones,
+    nodeImagePipeline: options.nodeImagePipeline,
   });
   const controlPlane = new ControlPlaneStack(app, `${prefix}-ControlPlane`, {
     env,

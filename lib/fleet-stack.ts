@@ -8,6 +8,7 @@ import type { Config, NodeLabelConfig } from '../lambda/core/config';
 import { durationSeconds } from '../lambda/core/duration';
 import type { AgentBundle } from './agent-bundle';
 import { AgentPublication } from './agent-publication';
+import { NodeImagePipeline } from './node-image-pipeline';
 import { NodeLaunchTemplate } from './node-launch-template';
 import { NodeNetwork } from './node-network';
 import { nodeBootstrapCommands } from './node-user-data';
@@ -29,6 +30,13 @@ export interface FleetStackProps extends StackProps {
   readonly availabilityZones?: readonly string[];
   /** @default 3 (every commercial region has at least three AZs for new accounts) */
   readonly availabilityZoneCount?: number;
+  /** Bake the node image with EC2 Image Builder (context `nodeImagePipeline`). @default false */
+  readonly nodeImagePipeline?: boolean;
+}
+
+/** The SSM parameter the node image pipeline writes; `nodes.<label>.amiSsmParameter` may name it. */
+export function nodeImageParameterName(stackPrefix: string): string {
+  return `/akanda-ci/${stackPrefix}/node-image-ami-id`;
 }
 
 /** The launch templates of one node label, as the EC2 launcher sees them. */
@@ -50,6 +58,8 @@ export class FleetStack extends Stack {
   readonly labels: Readonly<Record<string, LabelTemplates>>;
   /** The nodes' role, only with deploy.ssmSessionManager. */
   readonly nodeRole?: iam.Role;
+  /** Where the node image pipeline publishes AMI ids, when it is enabled. */
+  readonly nodeImageParameterName?: string;
   private readonly azNames: string[];
 
   constructor(scope: Construct, id: string, props: FleetStackProps) {
@@ -113,6 +123,18 @@ export class FleetStack extends Stack {
       labels[label] = { node, template, metalTemplate };
     }
     this.labels = labels;
+
+    if (props.nodeImagePipeline) {
+      this.nodeImageParameterName = nodeImageParameterName(props.config.deploy.stackPrefix);
+      new NodeImagePipeline(this, 'NodeImage', {
+        namePrefix: `${props.config.deploy.stackPrefix}-node`,
+        agentUrl: agent.agentUrl,
+        agentSha256: props.agentBundle.sha256,
+        subnet: this.vpc.publicSubnets[0] as ec2.ISubnet,
+        securityGroup: this.securityGroup,
+        amiParameterName: this.nodeImageParameterName,
+      });
+    }
   }
 
   override get availabilityZones(): string[] {

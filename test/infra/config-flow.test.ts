@@ -4,7 +4,10 @@
  */
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import * as s3 from 'aws-cdk-lib/aws-s3';
+import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
+import { nodeImageParameterName } from '../../lib/fleet-stack';
+import { contentVersion, NODE_IMAGE_COMPONENT_PATH } from '../../lib/node-image-pipeline';
 import { defaultConfigText, removeTempDirs, synthesize, type Synthesized } from './synth';
 
 function variantConfig(): string {
@@ -27,7 +30,7 @@ function variantConfig(): string {
 let synth: Synthesized;
 
 beforeAll(() => {
-  synth = synthesize(variantConfig());
+  synth = synthesize(variantConfig(), { nodeImagePipeline: true });
 });
 
 afterAll(removeTempDirs);
@@ -84,8 +87,11 @@ test('the build time limit bounds every node lifetime in the user data', () => {
 });
 
 test('the SSM opt-in gives nodes an instance profile, and the launcher may pass only that role, only to EC2', () => {
-  for (const template of launchTemplates(synth.fleet)) expect(template.IamInstanceProfile).toBeDefined();
-  synth.fleet.resourceCountIs('AWS::IAM::InstanceProfile', 1);
+  for (const template of launchTemplates(synth.fleet)) {
+    expect(template.IamInstanceProfile).toEqual({
+      Arn: { 'Fn::GetAtt': [expect.stringMatching(/^NodeProfile/), 'Arn'] },
+    });
+  }
   const passRole = Object.values(synth.controlPlane.findResources('AWS::IAM::Policy')).flatMap(
     (policy) =>
       (policy as { Properties: { PolicyDocument: { Statement: { Action: unknown; Condition?: unknown }[] } } })
@@ -109,4 +115,59 @@ test('cdk-nag fails synth on an unacknowledged finding', () => {
       },
     }),
   ).toThrow(/AwsSolutions-S10/);
+});
+
+describe('node image pipeline (context nodeImagePipeline)', () => {
+  test("bakes from the job scripts' component with the published agent, on the node network, IMDSv2 only", () => {
+    synth.fleet.hasResourceProperties('AWS::ImageBuilder::Component', {
+      Data: readFileSync(NODE_IMAGE_COMPONENT_PATH, 'utf8'),
+      Platform: 'Linux',
+    });
+    synth.fleet.hasResourceProperties('AWS::ImageBuilder::ImageRecipe', {
+      ParentImage: 'ssm:/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id',
+      Components: [
+        Match.objectLike({
+          Parameters: Match.arrayWith([{ Name: 'AgentBundleSha256', Value: [synth.agentBundle.sha256] }]),
+        }),
+      ],
+      BlockDeviceMappings: [Match.objectLike({ Ebs: Match.objectLike({ Encrypted: true, VolumeType: 'gp3' }) })],
+    });
+    synth.fleet.hasResourceProperties('AWS::ImageBuilder::InfrastructureConfiguration', {
+      InstanceMetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 1 },
+      SecurityGroupIds: [{ 'Fn::GetAtt': [Match.stringLikeRegexp('^NetworkNodes'), 'GroupId'] }],
+      TerminateInstanceOnFailure: true,
+    });
+  });
+
+  test('publishes each AMI id to an SSM parameter and keeps only the newest images', () => {
+    synth.fleet.hasResourceProperties('AWS::ImageBuilder::DistributionConfiguration', {
+      Distributions: [
+        Match.objectLike({
+          SsmParameterConfigurations: [
+            { ParameterName: nodeImageParameterName('AkandaCiStaging'), DataType: 'aws:ec2:image' },
+          ],
+        }),
+      ],
+    });
+    synth.fleet.hasResourceProperties('AWS::ImageBuilder::LifecyclePolicy', {
+      ResourceType: 'AMI_IMAGE',
+      PolicyDetails: [
+        {
+          Action: { Type: 'DELETE', IncludeResources: { Amis: true, Snapshots: true } },
+          Filter: { Type: 'COUNT', Value: 3 },
+        },
+      ],
+      ResourceSelection: { TagMap: { 'akanda-ci:node-image': 'AkandaCiStaging-node' } },
+    });
+    synth.fleet.hasResourceProperties('AWS::ImageBuilder::ImagePipeline', {
+      Schedule: { ScheduleExpression: 'cron(0 3 * * ? *)', PipelineExecutionStartCondition: 'EXPRESSION_MATCH_ONLY' },
+      Status: 'ENABLED',
+    });
+  });
+
+  test('versions follow the content (Image Builder versions are immutable)', () => {
+    expect(contentVersion('a')).toMatch(/^1\.0\.\d+$/);
+    expect(contentVersion('a')).toBe(contentVersion('a'));
+    expect(contentVersion('a')).not.toBe(contentVersion('b'));
+  });
 });

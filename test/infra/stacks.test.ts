@@ -207,6 +207,8 @@ describe('fleet stack', () => {
       );
     }
     synth.fleet.resourceCountIs('AWS::IAM::InstanceProfile', 0);
+    // The node image pipeline is opt-in (context nodeImagePipeline).
+    synth.fleet.resourceCountIs('AWS::ImageBuilder::ImagePipeline', 0);
   });
 
   test('user data downloads the published agent through CloudFront and checks the sha256 computed at synth', () => {

@@ -56,7 +56,7 @@ let sharedAgentBundle: AgentBundle | undefined;
 
 export function synthesize(
   configText: string,
-  options: { bundle?: boolean; modify?: (stacks: AkandaCiStacks) => void } = {},
+  options: { bundle?: boolean; nodeImagePipeline?: boolean; modify?: (stacks: AkandaCiStacks) => void } = {},
 ): Synthesized {
   const config = parseConfig(configText, 'test.yaml');
   const problems = deployProblems(config, 'test.yaml');
@@ -67,7 +67,10 @@ export function synthesize(
     outdir,
     context: { ...cdkJsonContext(), ...(options.bundle ? {} : { 'aws:cdk:bundling-stacks': [] }) },
   });
-  const stacks = addAkandaCi(app, config, { agentBundle: sharedAgentBundle });
+  const stacks = addAkandaCi(app, config, {
+    agentBundle: sharedAgentBundle,
+    nodeImagePipeline: options.nodeImagePipeline,
+  });
   options.modify?.(stacks);
   const assembly = app.synth();
   return {
