@@ -19,6 +19,8 @@ export interface LocalFleetOptions {
   workRoot: string;
   /** The agent's entry point; default lambda/node-agent/main.ts of this checkout. */
   agentEntry?: string;
+  /** Between SIGTERM and SIGKILL on terminate. Default 10 s. */
+  killGraceMs?: number;
   /** A node process ended (normally after reporting, or killed): the control plane decides. */
   onExit(node: { instanceId: string; buildId: string; code: number | null; signal: NodeJS.Signals | null }): void;
 }
@@ -29,6 +31,7 @@ interface LocalNode {
   launchSeq: number;
   child: ChildProcess;
   launchedAt: number;
+  stopping?: boolean;
 }
 
 export class LocalFleet implements Fleet {
@@ -104,8 +107,16 @@ export class LocalFleet implements Fleet {
   async terminateInstances(instanceIds: readonly string[]): Promise<void> {
     for (const instanceId of instanceIds) {
       const node = this.nodes.get(instanceId);
-      if (!node?.child.pid) continue;
-      await killTree(node.child.pid);
+      const pid = node?.child.pid;
+      if (!node || pid === undefined || node.stopping) continue;
+      node.stopping = true;
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        continue; // already gone
+      }
+      const timer = setTimeout(() => void killTree(pid), this.options.killGraceMs ?? 10_000);
+      node.child.once('exit', () => clearTimeout(timer));
     }
   }
 
@@ -118,9 +129,9 @@ export class LocalFleet implements Fleet {
     }));
   }
 
-  /** Stops every node (local mode shutting down). */
+  /** Stops every node at once (local mode shutting down). */
   async terminateAll(): Promise<void> {
-    await this.terminateInstances([...this.nodes.keys()]);
+    for (const node of this.nodes.values()) if (node.child.pid !== undefined) await killTree(node.child.pid);
   }
 
   get size(): number {

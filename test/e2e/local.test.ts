@@ -190,6 +190,8 @@ it('cancels the build of an older patchset when a new one arrives, and votes onl
 
   await local.waitForLine(new RegExp(`build ${oldBuild} slow: running -> cancelled`), { from: mark });
   await local.waitForLine(new RegExp(`terminate local-\\d+ \\(build ${oldBuild}\\)`), { from: mark });
+  // The old node shuts down (its 600 s job stopped), well before its job would have ended.
+  await local.waitForLine(new RegExp(`node local-\\d+ \\(build ${oldBuild}\\) exited`), { from: mark });
   const [review] = await gerrit.waitForReviews(1, { change: change.number });
   expect(review!.patchset).toBe(2);
   expect(review!.revision).toBe(second.revision);
