@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { nodeImageParameterName } from '../../lib/fleet-stack';
 import { contentVersion, NODE_IMAGE_COMPONENT_PATH } from '../../lib/node-image-pipeline';
-import { defaultConfigText, removeTempDirs, synthesize, type Synthesized } from './synth';
+import { dashboardWidgets, defaultConfigText, removeTempDirs, synthesize, type Synthesized } from './synth';
 
 function variantConfig(): string {
   const document = parseDocument(defaultConfigText());
@@ -79,6 +79,17 @@ test('the node limit and the alarm email reach the alarms', () => {
     Description: 'akanda-ci node-api',
     ReservedConcurrentExecutions: 50,
   });
+});
+
+test('the dashboard shows node hours for every label, the new one included, and the node limit', () => {
+  const widgets = dashboardWidgets(synth.controlPlane);
+  const spend = widgets.find((w) => w.properties.title === 'Spend proxy: node hours per label');
+  const labels = spend?.properties.metrics.filter((m) => m[1] === 'NodeSeconds').map((m) => m[3]);
+  expect(labels).toEqual(['small', 'devstack', 'tempest-large']);
+  const nodes = widgets.find((w) => w.properties.title === 'Nodes');
+  expect(nodes?.properties.annotations?.horizontal).toEqual([
+    expect.objectContaining({ value: 25, label: 'limits.maxConcurrentNodes' }),
+  ]);
 });
 
 test('the build time limit bounds every node lifetime in the user data', () => {

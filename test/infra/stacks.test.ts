@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { REVIEW_MAX_ATTEMPTS, reviewRetryDelaySeconds } from '../../lambda/adapters/gerrit-client';
 import { REPORT_MAX_RECEIVES, REPORT_RETRY_WINDOW, REPORT_VISIBILITY } from '../../lib/control-plane-stack';
-import { defaultConfigText, removeTempDirs, synthesize, type Synthesized } from './synth';
+import { dashboardWidgets, defaultConfigText, removeTempDirs, synthesize, type Synthesized } from './synth';
 
 type Resources = Record<string, { Type: string; Properties?: Record<string, unknown>; DeletionPolicy?: string }>;
 
@@ -372,6 +372,23 @@ describe('control plane stack', () => {
       ],
     });
     synth.controlPlane.resourceCountIs('AWS::SNS::Subscription', 0);
+  });
+
+  test('the dashboard has queue depth, builds by result, nodes, time to vote and the spend proxy', () => {
+    const widgets = dashboardWidgets(synth.controlPlane);
+    expect(widgets.map((w) => w.properties.title)).toEqual([
+      'Queue depth',
+      'Builds by result',
+      'Nodes',
+      'Time to vote',
+      'Spend proxy: node hours per label',
+      'Handler errors',
+      'Handler duration p90',
+    ]);
+    const results = widgets[1]?.properties.metrics[0]?.[0] as { expression: string };
+    expect(results.expression).toBe(`SEARCH('{AkandaCi,Result} MetricName="BuildsFinished"', 'Sum', 300)`);
+    const depth = widgets[0]?.properties.metrics.map((m) => m[1]);
+    expect(depth).toEqual(['QueuedBuilds', ...Array(5).fill('ApproximateNumberOfMessagesVisible')]);
   });
 
   test('EventBridge routes spot interruptions and state changes to ec2-events, and runs the reaper every minute', () => {

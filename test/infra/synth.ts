@@ -83,3 +83,22 @@ export function synthesize(
     agentBundle: sharedAgentBundle,
   };
 }
+
+export interface DashboardWidget {
+  readonly properties: {
+    readonly title: string;
+    readonly metrics: unknown[][];
+    readonly annotations?: { horizontal?: { value: number; label: string }[] };
+  };
+}
+
+/** The dashboard's widgets, with deploy-time tokens (region, queue names) replaced by "TOKEN". */
+export function dashboardWidgets(template: Template): DashboardWidget[] {
+  const [dashboard] = Object.values(template.findResources('AWS::CloudWatch::Dashboard')) as {
+    Properties: { DashboardBody: { 'Fn::Join': [string, unknown[]] } };
+  }[];
+  if (!dashboard) throw new Error('no dashboard');
+  const parts = dashboard.Properties.DashboardBody['Fn::Join'][1];
+  const body = parts.map((part) => (typeof part === 'string' ? part : 'TOKEN')).join('');
+  return (JSON.parse(body) as { widgets: DashboardWidget[] }).widgets;
+}
