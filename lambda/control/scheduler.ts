@@ -69,17 +69,19 @@ async function scheduleBuildset(ports: ControlPorts, buildsetId: string): Promis
   const buildset = await ports.store.getBuildset<BuildsetRecord>(buildsetId);
   if (!buildset || buildset.state !== 'pending') return;
 
-  // Events can arrive out of order: a newer patchset's check buildset already supersedes this one.
-  if (buildset.pipeline === 'check' && buildset.change !== undefined) {
-    const siblings = await ports.store.buildsetsOfChange<BuildsetRecord>(buildset.project, buildset.change);
-    const newer = siblings.find((b) => b.pipeline === 'check' && (b.patchset ?? 0) > (buildset.patchset ?? 0));
-    if (newer) {
-      await cancelBuildset(ports, buildsetId, `superseded by patchset ${newer.patchset ?? '?'}`);
-      return;
-    }
+  // Events can arrive out of order: a newer patchset's check buildset may already supersede this one.
+  const [siblings, { triggered, dependencies }] = await Promise.all([
+    buildset.pipeline === 'check' && buildset.change !== undefined
+      ? ports.store.buildsetsOfChange<BuildsetRecord>(buildset.project, buildset.change)
+      : Promise.resolve([]),
+    replan(ports, buildset),
+  ]);
+  const newer = siblings.find((b) => b.pipeline === 'check' && (b.patchset ?? 0) > (buildset.patchset ?? 0));
+  if (newer) {
+    await cancelBuildset(ports, buildsetId, `superseded by patchset ${newer.patchset ?? '?'}`);
+    return;
   }
 
-  const { triggered, dependencies } = await replan(ports, buildset);
   const jobs = triggered?.jobs ?? [];
   const now = ports.now();
   if (!triggered || jobs.length === 0) {
@@ -135,7 +137,8 @@ async function scheduleBuildset(ports: ControlPorts, buildsetId: string): Promis
       logUrl: ports.artifacts.publicUrl(prefix),
     };
   });
-  for (const build of builds) await ports.store.putBuild(build);
+  // Builds before the buildset names them: a crash in between leaves it pending, and the retry re-creates nothing.
+  const created = await Promise.all(builds.map((build) => ports.store.putBuild(build)));
 
   const scheduled: BuildsetRecord = {
     ...buildset,
@@ -155,6 +158,8 @@ async function scheduleBuildset(ports: ControlPorts, buildsetId: string): Promis
       to: 'scheduled',
       builds: builds.map((b) => ({ buildId: b.buildId, job: b.jobName })),
     });
+    // A retry after a crash: builds made then may have finished unreported (their buildset was pending).
+    if (created.includes(false)) await ports.reportQueue.send({ buildsetId });
   }
 }
 
@@ -213,14 +218,19 @@ const LAUNCH_LEASE_SECONDS = 90;
  */
 export async function launchQueued(ports: ControlPorts): Promise<void> {
   const now = ports.now();
-  const queued = await ports.store.buildsInState<BuildRecord>('queued');
-  if (!queued.some((build) => launchableAt(build) <= now)) return;
   const owner = newToken();
-  if (!(await ports.store.acquireLease('launch', owner, ports.now(), LAUNCH_LEASE_SECONDS))) {
-    await ports.scheduleQueue.send({ kind: 'launch' }, 2);
+  // Both at once (one round trip less on the way to a node); a stale queue list is harmless.
+  const [queued, leased] = await Promise.all([
+    ports.store.buildsInState<BuildRecord>('queued'),
+    ports.store.acquireLease('launch', owner, now, LAUNCH_LEASE_SECONDS),
+  ]);
+  const launchable = queued.some((build) => launchableAt(build) <= now);
+  if (!leased) {
+    if (launchable) await ports.scheduleQueue.send({ kind: 'launch' }, 2);
     return;
   }
   try {
+    if (!launchable) return;
     await launchUnderLimit(ports, queued);
   } finally {
     await ports.store.releaseLease('launch', owner);
