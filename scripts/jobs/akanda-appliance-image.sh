@@ -126,6 +126,7 @@ fi
 
 run rm -rf "$work"
 run mkdir -p "$work"
+trap 'stop_limited; exit 143' TERM INT
 status=0
 run_limited env "${dib_env[@]}" disk-image-create --logfile "$AKANDA_CI_LOG_DIR/diskimage-builder.log" \
   -t qcow2 -o "$work/$IMAGE_NAME" "${element_list[@]}" || status=$?

@@ -118,7 +118,7 @@ finish() {
 trap finish EXIT
 # The agent stops a job with SIGTERM to its process group (cancel, its own time limit): end
 # through finish, so the logs are still collected within the agent's grace period.
-trap 'exit 143' TERM INT
+trap 'stop_limited; exit 143' TERM INT
 
 short_name() {
   echo "${1##*/}"
@@ -246,12 +246,15 @@ list_regex() {
 }
 
 # devstack refuses to run as root; its user gets its own HOME (pip and tempest write there).
-# Run by the devstack user itself (a developer's VM), nothing is switched or set up.
+# as_stack DIR CMD...: in DIR as the devstack user. Run by that user itself (a developer's VM),
+# nothing is switched or set up.
 as_stack() {
+  local dir=$1
+  shift
   if [[ $STACK_USER == "$(id -un)" ]]; then
-    run_limited "$@"
+    run_limited -C "$dir" "$@"
   else
-    run_limited runuser -u "$STACK_USER" -- env HOME="$stack_home" "$@"
+    run_limited -C "$dir" runuser -u "$STACK_USER" -- env HOME="$stack_home" "$@"
   fi
 }
 
@@ -300,14 +303,14 @@ if [[ $STACK_USER != "$(id -un)" ]]; then
   fi
   run chown -R "$STACK_USER:" "$DEST"
 fi
-(in_dir "$DEST/devstack" && as_stack ./stack.sh)
+as_stack "$DEST/devstack" ./stack.sh
 
 # --- 4. tests --------------------------------------------------------------------------------
 streams=()
 if [[ $run_tempest == 1 ]]; then
   phase=tempest
   status=0
-  (in_dir "$DEST/tempest" && as_stack tox -e all -- "$tempest_regex") || status=$?
+  as_stack "$DEST/tempest" tox -e all -- "$tempest_regex" || status=$?
   streams+=("$DEST/tempest")
   tempest_status=$status
 else
@@ -316,7 +319,7 @@ fi
 functional_status=0
 if [[ $run_functional == 1 ]]; then
   rug_dir="$DEST/$(short_name "$rug")"
-  (in_dir "$rug_dir" && as_stack tox -e functional) || functional_status=$?
+  as_stack "$rug_dir" tox -e functional || functional_status=$?
   streams+=("$rug_dir")
 fi
 

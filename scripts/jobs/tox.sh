@@ -63,6 +63,8 @@ publish() {
 }
 
 ensure_tox
+# The agent stops a job with SIGTERM to its process group: publish what tox left, then stop.
+trap 'stop_limited; publish; log "FAILED: tox -e $TOX_ENV was stopped (SIGTERM)"; exit 143' TERM INT
 status=0
 run_limited tox -e "$TOX_ENV" || status=$?
 publish

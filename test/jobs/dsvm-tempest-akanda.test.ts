@@ -18,6 +18,7 @@ import {
   SYSTEM_PATH,
   agentCheckout,
   git,
+  processesUnder,
   readCommands,
   readRepos,
   removeDir,
@@ -532,6 +533,7 @@ describe('a real run with stand-in devstack and test suites', () => {
     while (!existsSync(join(c.dest, 'logs', 'screen-q-svc.log'))) await new Promise((r) => setTimeout(r, 100));
     process.kill(-child.pid!, 'SIGTERM');
     expect(await exited).toBe(143);
+    expect(processesUnder(c.dest)).toEqual([]);
     expect(readFileSync(join(c.logDir, 'failure.txt'), 'utf8')).toMatch(
       /^phase: devstack\nstatus: 143\nreason: devstack was stopped \(SIGTERM/,
     );

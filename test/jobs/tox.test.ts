@@ -3,6 +3,7 @@
  * skip_install and sitepackages use Debian's flake8 and stestr (see .ci/run), as PyPI is not
  * reachable from this machine.
  */
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { findJob, parseConfig } from '../../lambda/core/config';
@@ -13,6 +14,7 @@ import {
   SYSTEM_PATH,
   git,
   pathWithout,
+  processesUnder,
   readCommands,
   removeDir,
   runProgram,
@@ -176,6 +178,24 @@ it('stops tox at the job time limit and says so', async () => {
   const result = await tox(project, ['py27']);
   expect([124, 137]).toContain(result.status);
   expect(result.stdout).toMatch(/FAILED: tox -e py27 did not finish within the job's time limit/);
+});
+
+it('publishes what tox left when the agent stops the job with SIGTERM', async () => {
+  const project = makeProject({
+    'router/tests/test_slow.py':
+      'import time\nimport unittest\n\n\nclass TestSlow(unittest.TestCase):\n    def test_slow(self):\n        time.sleep(300)\n',
+  });
+  // the agent runs a job as the leader of its own process group and signals the group
+  const child = spawn(SCRIPT, ['py27'], { cwd: project.dir, env: project.env, detached: true });
+  let stdout = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  while (!existsSync(join(project.dir, '.stestr'))) await new Promise((r) => setTimeout(r, 100));
+  process.kill(-child.pid!, 'SIGTERM');
+  expect(await exited).toBe(143);
+  expect(processesUnder(project.dir)).toEqual([]);
+  expect(stdout).toMatch(/FAILED: tox -e py27 was stopped \(SIGTERM\)/);
+  expect(readdirSync(join(project.logDir, 'tox', 'py27')).length).toBeGreaterThan(0);
 });
 
 it('gives a clear error when tox is missing and cannot be installed', async () => {

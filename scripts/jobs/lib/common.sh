@@ -146,12 +146,6 @@ run_always() {
   run "$@"
 }
 
-# in_dir DIR: record the cd and change directory (callers use a subshell); dry-run records only.
-in_dir() {
-  record_command cd "$1"
-  [[ $DRY_RUN == 1 ]] || cd "$1" || return
-}
-
 # --- time limits ---------------------------------------------------------------------------
 
 # Seconds left for work before the reserve kept for log collection.
@@ -165,16 +159,45 @@ remaining_seconds() {
   echo $((AKANDA_CI_STARTED_AT + timeout - reserve - now))
 }
 
-# run_limited CMD...: run within the job's remaining time; status 124 when the limit hit.
+# run_limited [-C DIR] CMD...: run (in DIR) within the job's remaining time; status 124 when the
+# limit hit. timeout(1) puts the command in a process group of its own, which the agent's SIGTERM
+# to the job's group does not reach: stop_limited forwards it.
+LIMITED_PID=''
 run_limited() {
+  local dir=''
+  if [[ $1 == -C ]]; then
+    dir=$2
+    shift 2
+  fi
   local left
   left=$(remaining_seconds)
+  [[ -z $dir ]] || record_command cd "$dir"
   if ((left <= 0)); then
     record_command "$@"
     log "no time left for: $*"
     return 124
   fi
-  run timeout --kill-after=30 "$left" "$@"
+  record_command timeout --kill-after=30 "$left" "$@"
+  [[ $DRY_RUN == 1 ]] && return 0
+  local status=0
+  (
+    [[ -z $dir ]] || cd "$dir" || exit
+    exec timeout --kill-after=30 "$left" "$@"
+  ) &
+  LIMITED_PID=$!
+  wait "$LIMITED_PID" || status=$?
+  LIMITED_PID=''
+  printf '%s   exit %s\n' "$(utc_now)" "$status" >>"${COMMANDS_FILE:-/dev/null}"
+  return "$status"
+}
+
+# stop_limited: for a TERM/INT trap. Signals the running limited command's process group (timeout
+# passes it on, and kills after its grace) and waits for it, so nothing outlives the job.
+stop_limited() {
+  [[ -n $LIMITED_PID ]] || return 0
+  kill -TERM -- "-$LIMITED_PID" 2>/dev/null || kill -TERM "$LIMITED_PID" 2>/dev/null || true
+  wait "$LIMITED_PID" 2>/dev/null || true
+  LIMITED_PID=''
 }
 
 # --- publishing test results ---------------------------------------------------------------
