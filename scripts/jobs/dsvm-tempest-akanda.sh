@@ -125,15 +125,16 @@ short_name() {
 }
 
 # local.conf is sourced by bash inside devstack: every value is single-quoted, so nothing in it
-# can expand or run.
+# can expand or run. quote VALUE sets QUOTED (not $(quote): die must end the script, not a subshell).
 quote() {
   local value=$1
   [[ $value != *$'\n'* && $value != *$'\r'* ]] || die "a local.conf value must be one line: $(shown "$value")"
-  printf "'%s'" "${value//\'/\'\\\'\'}"
+  QUOTED="'${value//\'/\'\\\'\'}'"
 }
 
 setting() {
-  printf '%s=%s\n' "$1" "$(quote "$2")"
+  quote "$2"
+  printf '%s=%s\n' "$1" "$QUOTED"
 }
 
 kvm_works() {
@@ -186,6 +187,8 @@ is_prepared_short() {
 write_local_conf() {
   local rug=$1 out=$2 rug_short plugin service
   rug_short=$(short_name "$rug")
+  local rug_revision
+  rug_revision=$(revision_of "$rug")
   if [[ $rug_short == astara ]]; then plugin=astara service=astara; else plugin=akanda-rug service=ak-rug; fi
   local build=False
   [[ $AKANDA_CI_IMAGE_MODE == build ]] && build=True
@@ -215,8 +218,10 @@ write_local_conf() {
       setting AKANDA_DEV_APPLIANCE_URL "$AKANDA_CI_IMAGE_URL"
       setting ASTARA_DEV_APPLIANCE_URL "$AKANDA_CI_IMAGE_URL"
     fi
-    printf 'enable_plugin %s %s %s\n' "$plugin" "$(quote "file://$AKANDA_CI_WORKSPACE/$rug")" \
-      "$(quote "$(revision_of "$rug")")"
+    quote "file://$AKANDA_CI_WORKSPACE/$rug"
+    local plugin_url=$QUOTED
+    quote "$rug_revision"
+    printf 'enable_plugin %s %s %s\n' "$plugin" "$plugin_url" "$QUOTED"
     printf 'enable_service %s q-svc q-agt tempest\n' "$service"
     echo 'disable_service n-net'
     # Horizon costs minutes: only when the change (or a Depends-On) is to the Akanda panels.
