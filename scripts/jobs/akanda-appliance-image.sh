@@ -14,7 +14,8 @@
 #   --mirror URL         DIB_DISTRIBUTION_MIRROR (default: http://archive.debian.org/debian)
 #   --security-mirror URL  Debian security mirror ("" turns the security suite off)
 #   --project PROJECT    an appliance repository to prepare (may repeat; default: the
-#                        akanda-appliance and akanda-appliance-builder repositories)
+#                        akanda-appliance and akanda-appliance-builder repositories); the
+#                        first holds the appliance code the element installs
 set -euo pipefail
 
 AKANDA_CI_JOBS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -102,8 +103,11 @@ fi
 [[ -d $elements_path/$element ]] || die "element $element not found in $(shown "$elements_path")"
 elements=${elements:-debian vm $element debug-user}
 read -r -a element_list <<<"$elements"
-repo_dir="$AKANDA_CI_WORKSPACE/$elements_repo"
-repo_ref=$(awk -F '\t' -v p="$elements_repo" '$1 == p { print $2 }' "$AKANDA_CI_LOG_DIR/repos.txt")
+# The element installs the appliance code (the first project, akanda-appliance) from a git
+# repository: pin it to the prepared checkout, wherever the elements themselves live.
+code_repo=${projects[0]}
+repo_dir="$AKANDA_CI_WORKSPACE/$code_repo"
+repo_ref=$(awk -F '\t' -v p="$code_repo" '$1 == p { print $2 }' "$AKANDA_CI_LOG_DIR/repos.txt")
 
 work="$AKANDA_CI_WORKSPACE/.image-build"
 dib_env=(
@@ -139,7 +143,7 @@ if [[ -d $work/$IMAGE_NAME.d/dib-manifests ]]; then
 fi
 if ((status != 0)); then
   compress_logs "$AKANDA_CI_LOG_DIR"
-  log "FAILED: disk-image-create exited $status; see diskimage-builder.txt"
+  log "FAILED: disk-image-create exited $status; see diskimage-builder.txt(.gz)"
   exit "$status"
 fi
 

@@ -157,6 +157,17 @@ it('takes the elements from the configured options', async () => {
   expect(env.DIB_DEBIAN_SECURITY_SUBPATH).toBe('-security');
 });
 
+it('pins the element to the first project even when the elements live in another (the pre-June-2015 layout)', async () => {
+  const c = newCase(AKANDA.rug, world.rugChange.ref, { AKANDA_CI_PIPELINE: 'check' });
+  const result = await runProgram(SCRIPT, ['--dry-run', '--project', AKANDA.rug, '--project', AKANDA.appliance], c.env);
+  expect(result.status).toBe(0);
+  expect(dibCommand(c).env).toMatchObject({
+    ELEMENTS_PATH: join(c.workspace, AKANDA.appliance, 'diskimage-builder', 'elements'),
+    DIB_REPOLOCATION_akanda: join(c.workspace, AKANDA.rug),
+    DIB_REPOREF_akanda: world.rugChange.revision,
+  });
+});
+
 it('says so when no appliance repository has diskimage-builder elements', async () => {
   const c = newCase(AKANDA.rug, world.rugChange.ref, { AKANDA_CI_PIPELINE: 'check' });
   const result = await runProgram(SCRIPT, ['--dry-run', '--project', AKANDA.rug], c.env);

@@ -28,11 +28,6 @@ shown() {
   printf '%q' "$1"
 }
 
-require_set() {
-  local name=$1
-  [[ -n ${!name:-} ]] || die "$name is not set"
-}
-
 require_match() {
   local name=$1 pattern=$2 what=$3
   local value=${!name:-}
