@@ -230,6 +230,11 @@ write_local_conf() {
     else
       echo 'disable_service horizon'
     fi
+    if ((${#libs_from_git[@]} > 0)); then
+      local libs
+      printf -v libs '%s,' "${libs_from_git[@]}"
+      setting LIBS_FROM_GIT "${libs%,}"
+    fi
     local extra
     for extra in ${localrc[@]+"${localrc[@]}"}; do
       setting "${extra%%=*}" "${extra#*=}"
@@ -266,8 +271,14 @@ as_stack() {
 # --- 1. the repositories -----------------------------------------------------------------
 phase=prepare
 projects=("${AKANDA_PROJECTS[@]}" "${OPENSTACK_PROJECTS[@]}" ${extra_projects[@]+"${extra_projects[@]}"})
+# A Depends-On change to anything else is a library devstack would install from PyPI: it must
+# come from its checkout instead (LIBS_FROM_GIT), or the change would not be tested.
+libs_from_git=()
 for project in ${AKANDA_CI_PREPARED_PROJECTS:-} "$AKANDA_CI_PROJECT"; do
-  is_in_projects "$(short_name "$project")" || projects+=("$project")
+  if ! is_in_projects "$(short_name "$project")"; then
+    projects+=("$project")
+    libs_from_git+=("$(short_name "$project")")
+  fi
 done
 : >"$AKANDA_CI_LOG_DIR/repos.txt"
 "$AKANDA_CI_JOBS_DIR/prepare-repos.sh" --manifest "$AKANDA_CI_LOG_DIR/repos.txt" "${projects[@]}"

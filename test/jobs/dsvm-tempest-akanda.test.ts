@@ -26,6 +26,7 @@ import {
   shellWords,
   sourceLocalrc,
   tempDir,
+  UpstreamProject,
 } from './support';
 import { AKANDA, OPENSTACK, World } from './world';
 
@@ -235,6 +236,29 @@ describe('a change to akanda-appliance with a Depends-On akanda-rug change, imag
       `git -C ${c.dest}/akanda-appliance checkout --quiet --detach ${world.applianceChange.revision}`,
     );
     expect(commands.some((line) => line.includes('fetch-verified-image.sh'))).toBe(false);
+  });
+});
+
+describe('a Depends-On change to a library devstack would install from PyPI', () => {
+  it('prepares it at its change and has devstack install it from that checkout', async () => {
+    const lib = new UpstreamProject(world.gitBase, 'openstack/oslo.messaging', root);
+    const change = lib.change(8001, 4, lib.branch('master', 'initial oslo.messaging', {}), { 'fix.py': 'x = 1\n' });
+    const c = newCase([
+      { project: AKANDA.rug, ref: world.rugChange.ref },
+      { project: 'openstack/oslo.messaging', ref: change.ref },
+    ]);
+    expect((await dryRun(c)).status).toBe(0);
+    expect(repoMap(c).get('openstack/oslo.messaging')?.revision).toBe(change.revision);
+    expect(sourceLocalrc(join(c.logDir, 'local.conf'), ['LIBS_FROM_GIT']).vars.LIBS_FROM_GIT).toBe('oslo.messaging');
+    expect(readCommands(join(c.logDir, 'commands.txt'))).toContain(
+      `git -C ${c.dest}/oslo.messaging checkout --quiet --detach ${change.revision}`,
+    );
+  });
+
+  it('sets no LIBS_FROM_GIT when every change is to a service devstack clones anyway', async () => {
+    const c = newCase([{ project: AKANDA.rug, ref: world.rugChange.ref }]);
+    expect((await dryRun(c)).status).toBe(0);
+    expect(sourceLocalrc(join(c.logDir, 'local.conf'), ['LIBS_FROM_GIT']).vars.LIBS_FROM_GIT).toBeUndefined();
   });
 });
 
