@@ -56,7 +56,8 @@ apt_install() {
 
 step_tools() {
   apt-get update -q
-  apt_install git curl ca-certificates python3 python3-pip python3-venv python3-dev build-essential \
+  # nodejs: the node agent (bundled for Ubuntu 24.04's Node.js 18), so the user data installs nothing.
+  apt_install nodejs git curl ca-certificates python3 python3-pip python3-venv python3-dev build-essential \
     python3-stestr python3-subunit python3-os-testr sudo \
     debootstrap qemu-utils kpartx squashfs-tools dosfstools gdisk
   # tox 3 and virtualenv < 20.22, the last to create py27 environments and to read Kilo-era
