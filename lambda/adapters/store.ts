@@ -13,7 +13,7 @@
  * used (dynalite has none); writes are ordered so a crash between two of them is repaired by a
  * retry (ids are deterministic, puts are create-if-absent).
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
 import {
   BatchGetCommand,
@@ -270,17 +270,23 @@ export class Store {
     return this.conditionalPut(item, 'version = :previous', { ':previous': version - 1 });
   }
 
+  /**
+   * A put under a condition. Every write carries a fresh `writeId`: when the SDK retries a request
+   * whose first try was applied (a reset keep-alive connection, a timeout), the retry fails its
+   * condition against our own write, and reading the item back tells that it was ours after all.
+   */
   private async conditionalPut(
     item: Record<string, unknown>,
     condition: string,
     values?: Record<string, unknown>,
     names?: Record<string, string>,
   ): Promise<boolean> {
+    const writeId = randomUUID();
     try {
       await this.doc.send(
         new PutCommand({
           TableName: this.tableName,
-          Item: item,
+          Item: { ...item, writeId },
           ConditionExpression: condition,
           ExpressionAttributeValues: values,
           ExpressionAttributeNames: names,
@@ -288,8 +294,11 @@ export class Store {
       );
       return true;
     } catch (error) {
-      if ((error as { name?: string }).name === 'ConditionalCheckFailedException') return false;
-      throw error;
+      if ((error as { name?: string }).name !== 'ConditionalCheckFailedException') throw error;
+      const out = await this.doc.send(
+        new GetCommand({ TableName: this.tableName, Key: { pk: item.pk, sk: item.sk }, ConsistentRead: true }),
+      );
+      return out.Item?.writeId === writeId;
     }
   }
 
@@ -307,7 +316,7 @@ export class Store {
 
 /** Drops the table's key attributes so callers see only their own record. */
 function strip(item: Record<string, unknown>): Record<string, unknown> {
-  const { pk: _pk, sk: _sk, gsi1pk: _g1, gsi1sk: _g2, expiresAt: _e, ...rest } = item;
+  const { pk: _pk, sk: _sk, gsi1pk: _g1, gsi1sk: _g2, expiresAt: _e, writeId: _w, ...rest } = item;
   return rest;
 }
 

@@ -4,6 +4,7 @@
  * in-process queue. The logic in lambda/control/* sees only this.
  */
 import type { Fleet } from '../adapters/fleet';
+import type { ImagePublisher } from '../adapters/image-publisher';
 import type { GerritClient } from '../adapters/gerrit-client';
 import type { Store } from '../adapters/store';
 import type { Config } from '../core/config';
@@ -69,4 +70,6 @@ export interface ControlPorts {
   reportRetry: ReportRetryPolicy;
   /** Base URL of the image store, for prebuilt images when the config has no latestImageUrl. */
   imageBaseUrl?: string;
+  /** Where post-merge image builds are published; without it nothing is published. */
+  images?: ImagePublisher;
 }

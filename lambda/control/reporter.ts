@@ -18,6 +18,7 @@
 import { buildsetOutcome } from '../core/lifecycle';
 import type { ReviewOutcome } from '../adapters/gerrit-client';
 import { buildsetReview, REVIEW_TAG } from '../core/report';
+import { promoteImage } from './image-promotion';
 import { describe } from './ingest';
 import type { ControlPorts } from './ports';
 import type { BuildRecord, BuildsetRecord, BuildsetState } from './records';
@@ -53,7 +54,8 @@ export async function reportBuildset(ports: ControlPorts, buildsetId: string): P
       return DONE;
     }
     if (buildset.change === undefined || !buildset.changeId) {
-      // Post-merge buildsets have no change to vote on; their result is in the logs and this line.
+      // Post-merge buildsets have no change to vote on: their images are published, their result logged.
+      await publishImages(ports, buildset, builds);
       if (await close(ports, buildset, 'reported', `post buildset ${outcome.succeeded ? 'succeeded' : 'failed'}`)) {
         return DONE;
       }
@@ -119,6 +121,29 @@ export async function reportBuildset(ports: ControlPorts, buildsetId: string): P
         await settle(ports, buildsetId, 'reporting', undefined, ports.now() + delaySeconds);
         return { kind: 'retry', delaySeconds };
       }
+    }
+  }
+}
+
+/** Promotes the image of every successful publishing build (copies are idempotent, so a retry may redo them). */
+async function publishImages(ports: ControlPorts, buildset: BuildsetRecord, builds: BuildRecord[]): Promise<void> {
+  for (const build of builds) {
+    if (!build.publishesImage || build.state !== 'succeeded') continue;
+    if (!ports.images) {
+      ports.logger.warn(`buildset ${buildset.buildsetId}: no image store configured, image not published`);
+      continue;
+    }
+    const promotion = await promoteImage(ports.images, ports.config, buildset, build, ports.now());
+    if (promotion.promoted) {
+      ports.logger.info(
+        `buildset ${buildset.buildsetId}: image published at ${promotion.imageKey}${promotion.latest ? ' and as the latest' : ''}`,
+        { buildsetId: buildset.buildsetId, buildId: build.buildId, imageKey: promotion.imageKey },
+      );
+    } else {
+      ports.logger.error(`buildset ${buildset.buildsetId}: image not published (${promotion.reason})`, {
+        buildsetId: buildset.buildsetId,
+        buildId: build.buildId,
+      });
     }
   }
 }

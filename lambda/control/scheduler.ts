@@ -221,9 +221,13 @@ export async function launchQueued(ports: ControlPorts): Promise<void> {
   const owner = newToken();
   // Both at once (one round trip less on the way to a node); a stale queue list is harmless.
   const [queued, leased] = await Promise.all([
-    ports.store.buildsInState<BuildRecord>('queued'),
+    ports.store.buildsInState<BuildRecord>('queued').catch((error: unknown) => error as Error),
     ports.store.acquireLease('launch', owner, now, LAUNCH_LEASE_SECONDS),
   ]);
+  if (queued instanceof Error) {
+    if (leased) await ports.store.releaseLease('launch', owner);
+    throw queued;
+  }
   const launchable = queued.some((build) => launchableAt(build) <= now);
   if (!leased) {
     if (launchable) await ports.scheduleQueue.send({ kind: 'launch' }, 2);

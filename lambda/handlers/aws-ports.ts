@@ -4,9 +4,11 @@
  * Manager with a short cache and never logged.
  */
 import { Logger } from '@aws-lambda-powertools/logger';
+import { CloudFrontClient } from '@aws-sdk/client-cloudfront';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { createLogArtifacts, createS3Client } from '../adapters/artifacts';
+import { s3ImagePublisher } from '../adapters/image-publisher';
 import { Ec2Fleet, parseLaunchTemplates, parseSubnetIds } from '../adapters/ec2-fleet';
 import { GerritClient, REVIEW_MAX_ATTEMPTS, reviewRetryDelayFor } from '../adapters/gerrit-client';
 import { SqsQueue } from '../adapters/queue';
@@ -39,6 +41,7 @@ export function awsPorts(): ControlPorts {
   const secrets = createSecretReader();
   const sqs = new SQSClient({});
   const publicBaseUrl = env('PUBLIC_BASE_URL').replace(/\/+$/, '');
+  const s3 = createS3Client();
   ports = {
     config,
     store: new Store(env('TABLE_NAME')),
@@ -56,12 +59,18 @@ export function awsPorts(): ControlPorts {
       username: config.gerrit.username,
       password: () => secrets(env('GERRIT_PASSWORD_SECRET_ARN')),
     }),
-    artifacts: createLogArtifacts({ client: createS3Client(), bucket: env('LOGS_BUCKET'), publicBaseUrl }),
+    artifacts: createLogArtifacts({ client: s3, bucket: env('LOGS_BUCKET'), publicBaseUrl }),
     now: () => Date.now() / 1000,
     logger: loggerPort(logger),
     webhookToken: () => secrets(env('WEBHOOK_TOKEN_SECRET_ARN')),
     reportRetry: { delaySeconds: reviewRetryDelayFor, maxAttempts: REVIEW_MAX_ATTEMPTS },
     imageBaseUrl: publicBaseUrl,
+    images: s3ImagePublisher({
+      s3,
+      logsBucket: env('LOGS_BUCKET'),
+      imagesBucket: env('IMAGES_BUCKET'),
+      cloudFront: { client: new CloudFrontClient({}), distributionId: env('DISTRIBUTION_ID') },
+    }),
   };
   return ports;
 }

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { createLogArtifacts, createS3Client } from '../adapters/artifacts';
 import { GerritClient, REVIEW_MAX_ATTEMPTS, reviewRetryDelayFor } from '../adapters/gerrit-client';
 import type { Fleet } from '../adapters/fleet';
+import { s3ImagePublisher } from '../adapters/image-publisher';
 import { LocalFleet } from '../adapters/local-fleet';
 import { LocalQueue } from '../adapters/queue';
 import { runtimeConfig } from '../adapters/runtime-config';
@@ -126,6 +127,7 @@ export async function startLocal(options: LocalOptions): Promise<LocalRuntime> {
     s3,
     logsBucket: LOCAL_LOGS_BUCKET,
     imagesBucket: LOCAL_IMAGES_BUCKET,
+    rootImageFiles: [config.appliance.latestImageName, `${config.appliance.latestImageName}.sha256`, 'latest.json'],
   });
   const url = server.url;
 
@@ -167,7 +169,9 @@ export async function startLocal(options: LocalOptions): Promise<LocalRuntime> {
       delaySeconds: (attempt, retryAfter) => reviewRetryDelayFor(attempt, retryAfter) * options.retryScale,
       maxAttempts: REVIEW_MAX_ATTEMPTS,
     },
-    imageBaseUrl: `${url}/images`,
+    // The rolling image is at the root of the public site, as behind CloudFront.
+    imageBaseUrl: url,
+    images: s3ImagePublisher({ s3, logsBucket: LOCAL_LOGS_BUCKET, imagesBucket: LOCAL_IMAGES_BUCKET }),
   };
   wired.ports = ports;
 

@@ -16,6 +16,8 @@ export interface LocalServerOptions {
   s3: S3Client;
   logsBucket: string;
   imagesBucket: string;
+  /** Served from the images bucket at the root: the rolling image, its checksum, latest.json. */
+  rootImageFiles: readonly string[];
 }
 
 export interface LocalServer {
@@ -61,7 +63,9 @@ async function route(options: LocalServerOptions, req: IncomingMessage, res: Ser
   const path = (req.url ?? '/').split('?')[0] ?? '/';
   if (req.method === 'GET' || req.method === 'HEAD') {
     if (path.startsWith('/logs/')) return serveObject(options, options.logsBucket, path.slice(1), req, res);
-    if (path.startsWith('/images/')) return serveObject(options, options.imagesBucket, path.slice(1), req, res);
+    if (path.startsWith('/images/') || options.rootImageFiles.includes(path.slice(1))) {
+      return serveObject(options, options.imagesBucket, path.slice(1), req, res);
+    }
     if (path === '/healthz') return send(res, { status: 200, body: { ok: true } });
     return send(res, { status: 404, body: { error: 'not found' } });
   }

@@ -1,3 +1,4 @@
+import { NodeHttpHandler } from '@smithy/node-http-handler';
 import {
   hashToken,
   newToken,
@@ -131,6 +132,44 @@ describe('buildsets', () => {
     expect(await store.putBuildset({ ...old, state: 'cancelled', version: 1 })).toBe(true);
     expect(await store.putBuildset({ ...old, state: 'reported', version: 1 })).toBe(false);
     expect((await store.getBuildset<Buildset>('bs-old'))?.state).toBe('cancelled');
+  });
+});
+
+describe('retried writes', () => {
+  /** Applies a PutItem, then loses the answer the way a reset keep-alive connection does; the SDK retries. */
+  class LostAnswers extends NodeHttpHandler {
+    lose = 0;
+    override async handle(...args: Parameters<NodeHttpHandler['handle']>) {
+      const [request] = args;
+      const response = await super.handle(...args);
+      if (this.lose > 0 && String(request.headers['x-amz-target']).endsWith('.PutItem')) {
+        this.lose--;
+        throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+      }
+      return response;
+    }
+  }
+
+  it('counts a conditional write whose answer was lost and whose retry met our own write as won', async () => {
+    const handler = new LostAnswers();
+    const flaky = new Store('akanda-ci', {
+      endpoint: dynamo.endpoint,
+      region: LOCAL_REGION,
+      credentials: LOCAL_CREDENTIALS,
+      requestHandler: handler,
+    });
+    handler.lose = 1;
+    expect(await flaky.putBuild(build('b-lost', 1))).toBe(true);
+    handler.lose = 1;
+    expect(await flaky.putBuild({ ...build('b-lost', 1), state: 'launching', version: 1 })).toBe(true);
+    expect(handler.lose).toBe(0);
+    expect(await flaky.getBuild<Build>('b-lost')).toEqual({ ...build('b-lost', 1), state: 'launching', version: 1 });
+    // Someone else's write still makes ours lose.
+    expect(await flaky.putBuild({ ...build('b-lost', 1), state: 'cancelled', version: 1 })).toBe(false);
+    handler.lose = 1;
+    expect(await flaky.recordEvent('lost-event', [], 1)).toBe(true);
+    expect(await flaky.recordEvent('lost-event', [], 1)).toBe(false);
+    flaky.destroy();
   });
 });
 

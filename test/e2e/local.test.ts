@@ -38,12 +38,22 @@ function config(): ConfigInput {
       { name: 'broken', node: 'local', timeout: '2m', run: 'echo "about to fail"; exit 3' },
       { name: 'hang', node: 'local', timeout: '2s', run: 'echo hanging; sleep 600' },
       { name: 'slow', node: 'local', timeout: '2m', run: 'sleep "$(cat delay)"; echo "slept $(cat delay)"' },
+      {
+        name: 'publish',
+        node: 'local',
+        timeout: '2m',
+        publishesImage: true,
+        // The image build in miniature: an image and its sha256sum line, the checksum written by a
+        // file in the repository (a tampering job writes a wrong one).
+        run: 'cat image > "$AKANDA_CI_ARTIFACT_DIR/akanda-appliance.qcow2" && cd "$AKANDA_CI_ARTIFACT_DIR" && sha256sum akanda-appliance.qcow2 > akanda-appliance.qcow2.sha256 && if [ -f "$OLDPWD/tamper" ]; then echo "0000000000000000000000000000000000000000000000000000000000000000  akanda-appliance.qcow2" > akanda-appliance.qcow2.sha256; fi',
+      },
     ],
     projects: [
       { name: 'e2e/pass', check: ['unit', 'flaky-nv'] },
       { name: 'e2e/fail', check: ['broken'] },
       { name: 'e2e/hang', check: ['hang'] },
       { name: 'e2e/slow', check: ['slow'] },
+      { name: 'e2e/image', post: ['publish'] },
     ],
     report: { footer: FOOTER },
     limits: { timeoutGrace: '1s', maxAttempts: 3, maxConcurrentNodes: 4 },
@@ -54,7 +64,7 @@ beforeAll(async () => {
   workDir = await mkdtemp(join(tmpdir(), 'akanda-ci-e2e-'));
   gerrit = await GerritStandin.start();
   repos = await createGitRepos(join(workDir, 'git'));
-  for (const project of ['e2e/pass', 'e2e/fail', 'e2e/hang', 'e2e/slow']) {
+  for (const project of ['e2e/pass', 'e2e/fail', 'e2e/hang', 'e2e/slow', 'e2e/image']) {
     await repos.createProject(project, { files: { 'README.rst': `${project} readme\n`, delay: '0\n' } });
   }
   const configPath = join(workDir, 'akanda-ci.yaml');
@@ -268,6 +278,35 @@ it('answers malformed and unauthenticated calls with 4xx and changes nothing', a
   expect(changed).toEqual([]);
   expect(gerrit.requests.length).toBe(gerritRequests);
   expect(reviewsOf(change.number)).toHaveLength(0);
+});
+
+it('publishes the image of a merge after checking its sha256, and refuses a tampered one', async () => {
+  const mark = local.lines.length;
+  const before = await repos.revisionOf('e2e/image', 'refs/heads/master');
+  const merged = await repos.advanceBranch('e2e/image', 'master', { image: 'appliance image v1\n' });
+  const answer = await postEvent(gerrit.refUpdatedEvent('e2e/image', 'master', before, merged));
+  expect(answer.status).toBe(202);
+  await local.waitForLine(
+    /image published at images\/master\/[0-9a-f]{40}\/akanda-appliance\.qcow2 and as the latest/,
+    {
+      from: mark,
+    },
+  );
+  expect(await (await fetch(`${local.url}/akanda-appliance-latest.qcow2`)).text()).toBe('appliance image v1\n');
+  const sha = (await (await fetch(`${local.url}/akanda-appliance-latest.qcow2.sha256`)).text()).split(' ')[0];
+  expect(sha).toMatch(/^[0-9a-f]{64}$/);
+  const latest = (await (await fetch(`${local.url}/latest.json`)).json()) as Record<string, string>;
+  expect(latest).toMatchObject({ sha256: sha, revision: merged, branch: 'master', project: 'e2e/image' });
+  expect(await (await fetch(`${local.url}${latest.image}`)).text()).toBe('appliance image v1\n');
+
+  const tampered = await repos.advanceBranch('e2e/image', 'master', { image: 'evil\n', tamper: 'yes\n' });
+  const second = local.lines.length;
+  expect((await postEvent(gerrit.refUpdatedEvent('e2e/image', 'master', merged, tampered))).status).toBe(202);
+  await local.waitForLine(/image not published \(akanda-appliance\.qcow2 does not match its \.sha256\)/, {
+    from: second,
+  });
+  expect(await (await fetch(`${local.url}/akanda-appliance-latest.qcow2`)).text()).toBe('appliance image v1\n');
+  expect((await fetch(`${local.url}/images/master/${tampered}/akanda-appliance.qcow2`)).status).toBe(404);
 });
 
 it('never posted two reviews for one change, nor any for a superseded patchset', () => {
