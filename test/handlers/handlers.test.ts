@@ -41,6 +41,7 @@ let handlers: {
   scheduler: typeof import('../../lambda/handlers/scheduler');
   nodeApi: typeof import('../../lambda/handlers/node-api');
   reporter: typeof import('../../lambda/handlers/reporter');
+  ec2Events: typeof import('../../lambda/handlers/ec2-events');
 };
 
 beforeAll(async () => {
@@ -88,6 +89,7 @@ beforeAll(async () => {
     scheduler: await import('../../lambda/handlers/scheduler'),
     nodeApi: await import('../../lambda/handlers/node-api'),
     reporter: await import('../../lambda/handlers/reporter'),
+    ec2Events: await import('../../lambda/handlers/ec2-events'),
   };
 });
 
@@ -238,6 +240,50 @@ it('ingests a webhook, hands the buildset to the schedule queue, and launches it
   // A redelivered message after the report changes nothing.
   expect(await handlers.reporter.handler(sqsEvent([{ buildsetId: buildsets[0] }]))).toEqual({ batchItemFailures: [] });
   expect(gerrit.reviews).toHaveLength(1);
+});
+
+it('requeues a build whose spot instance gets an interruption warning, and terminates that instance', async () => {
+  const change = gerrit.createChange({ project: PROJECT });
+  const body = JSON.stringify(gerrit.patchsetCreatedEvent(change.number));
+  const accepted = await handlers.ingest.handler(functionUrlEvent('POST', `/webhook/${WEBHOOK_TOKEN}`, body));
+  expect(accepted.statusCode).toBe(202);
+  ec2
+    .on(CreateFleetCommand)
+    .resolves({ Instances: [{ InstanceIds: ['i-0aaaaaaaaaaaaaaa1'], InstanceType: 'c8i.large', Lifecycle: 'spot' }] });
+  ec2.on(TerminateInstancesCommand).resolves({});
+  const [message] = sentMessages();
+  expect(await handlers.scheduler.handler(sqsEvent([JSON.parse(String(message!.MessageBody))]))).toEqual({
+    batchItemFailures: [],
+  });
+  sqs.resetHistory();
+
+  const warning = {
+    version: '0',
+    id: 'e1',
+    'detail-type': 'EC2 Spot Instance Interruption Warning',
+    source: 'aws.ec2',
+    account: '123456789012',
+    time: '2026-11-25T10:00:00Z',
+    region: 'us-east-1',
+    resources: ['arn:aws:ec2:us-east-1:123456789012:instance/i-0aaaaaaaaaaaaaaa1'],
+    detail: { 'instance-id': 'i-0aaaaaaaaaaaaaaa1', 'instance-action': 'terminate' },
+  };
+  await handlers.ec2Events.handler(warning);
+  expect(ec2.commandCalls(TerminateInstancesCommand).map((c) => c.args[0].input)).toEqual([
+    { InstanceIds: ['i-0aaaaaaaaaaaaaaa1'] },
+  ]);
+  const launchAgain: SendMessageCommandInput = {
+    QueueUrl: SCHEDULE_QUEUE_URL,
+    MessageBody: '{"kind":"launch"}',
+    DelaySeconds: 0,
+  };
+  expect(sentMessages()).toEqual([launchAgain]);
+  // The same warning again (EventBridge delivers at least once) changes nothing.
+  await handlers.ec2Events.handler(warning);
+  expect(sentMessages()).toEqual([launchAgain]);
+  // An instance we never launched is not ours to act on.
+  await handlers.ec2Events.handler({ ...warning, detail: { 'instance-id': 'i-0bbbbbbbbbbbbbbb2' } });
+  expect(ec2.commandCalls(TerminateInstancesCommand)).toHaveLength(1);
 });
 
 it('answers malformed node and webhook calls with 4xx', async () => {
