@@ -71,14 +71,17 @@ export async function ingestWebhook(ports: ControlPorts, request: WebhookRequest
       version: 0,
     };
     if (await ports.store.putBuildset(buildset)) {
-      ports.logger.info(`buildset ${buildset.buildsetId}: recorded (${triggered.pipeline} ${describe(buildset)})`, {
-        buildsetId: buildset.buildsetId,
-        pipeline: triggered.pipeline,
-        project: triggered.project,
-        change: triggered.change,
-        patchset: triggered.patchset,
-        jobs: triggered.jobs.map((j) => j.name),
-      });
+      ports.logger.info(
+        `buildset ${buildset.buildsetId}: recorded (${triggered.pipeline} ${describeBuildset(buildset)})`,
+        {
+          buildsetId: buildset.buildsetId,
+          pipeline: triggered.pipeline,
+          project: triggered.project,
+          change: triggered.change,
+          patchset: triggered.patchset,
+          jobs: triggered.jobs.map((j) => j.name),
+        },
+      );
     }
   }
   // A repeat racing this one may send these too: the scheduler acts on a pending buildset once.
@@ -90,7 +93,7 @@ export async function ingestWebhook(ports: ControlPorts, request: WebhookRequest
   return reply(202, { buildsets: buildsetIds, ...(fresh ? {} : { duplicate: true }) });
 }
 
-export function describe(buildset: Pick<BuildsetRecord, 'project' | 'change' | 'patchset' | 'ref'>): string {
+export function describeBuildset(buildset: Pick<BuildsetRecord, 'project' | 'change' | 'patchset' | 'ref'>): string {
   return buildset.change !== undefined
     ? `${buildset.project} change ${buildset.change},${buildset.patchset ?? '?'}`
     : `${buildset.project} ${buildset.ref}`;

@@ -19,7 +19,7 @@ import { buildsetOutcome } from '../core/lifecycle';
 import type { ReviewOutcome } from '../adapters/gerrit-client';
 import { buildsetReview, REVIEW_TAG } from '../core/report';
 import { promoteImage } from './image-promotion';
-import { describe } from './ingest';
+import { describeBuildset } from './ingest';
 import type { ControlPorts } from './ports';
 import type { BuildRecord, BuildsetRecord, BuildsetState } from './records';
 
@@ -88,7 +88,7 @@ export async function reportBuildset(ports: ControlPorts, buildsetId: string): P
     switch (result.kind) {
       case 'posted':
         ports.logger.info(
-          `buildset ${buildsetId}: review ${'found' in result ? 'found already ' : ''}posted (${describe(buildset)}, ${voteText(review)})`,
+          `buildset ${buildsetId}: review ${'found' in result ? 'found already ' : ''}posted (${describeBuildset(buildset)}, ${voteText(review)})`,
           {
             ...fields,
             labels: review.labels,

@@ -19,7 +19,7 @@ import { launchEvent } from '../adapters/fleet';
 import { launchableAt, newBuild } from '../core/lifecycle';
 import { planEvent, type PlanInputs, type ResolvedDependency, type TriggeredBuildset } from '../core/planner';
 import { applyBuildEvent } from './builds';
-import { describe } from './ingest';
+import { describeBuildset } from './ingest';
 import type { ControlPorts, ScheduleMessage } from './ports';
 import type { BuildRecord, BuildsetRecord } from './records';
 
@@ -152,12 +152,15 @@ async function scheduleBuildset(ports: ControlPorts, buildsetId: string): Promis
     version: buildset.version + 1,
   };
   if (await ports.store.putBuildset(scheduled)) {
-    ports.logger.info(`buildset ${buildsetId}: pending -> scheduled (${describe(buildset)}: ${jobs.length} builds)`, {
-      buildsetId,
-      from: 'pending',
-      to: 'scheduled',
-      builds: builds.map((b) => ({ buildId: b.buildId, job: b.jobName })),
-    });
+    ports.logger.info(
+      `buildset ${buildsetId}: pending -> scheduled (${describeBuildset(buildset)}: ${jobs.length} builds)`,
+      {
+        buildsetId,
+        from: 'pending',
+        to: 'scheduled',
+        builds: builds.map((b) => ({ buildId: b.buildId, job: b.jobName })),
+      },
+    );
     // A retry after a crash: builds made then may have finished unreported (their buildset was pending).
     if (created.includes(false)) await ports.reportQueue.send({ buildsetId });
   }
