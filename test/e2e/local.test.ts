@@ -39,6 +39,12 @@ function config(): ConfigInput {
       { name: 'hang', node: 'local', timeout: '2s', run: 'echo hanging; sleep 600' },
       { name: 'slow', node: 'local', timeout: '2m', run: 'sleep "$(cat delay)"; echo "slept $(cat delay)"' },
       {
+        name: 'with-lib',
+        node: 'local',
+        timeout: '2m',
+        run: 'echo "prepared: $AKANDA_CI_PREPARED_PROJECTS" && grep -q "lib change" "$AKANDA_CI_WORKSPACE/e2e/lib/lib.txt"',
+      },
+      {
         name: 'publish',
         node: 'local',
         timeout: '2m',
@@ -54,6 +60,8 @@ function config(): ConfigInput {
       { name: 'e2e/hang', check: ['hang'] },
       { name: 'e2e/slow', check: ['slow'] },
       { name: 'e2e/image', post: ['publish'] },
+      { name: 'e2e/app', check: ['with-lib'] },
+      { name: 'e2e/lib' },
     ],
     report: { footer: FOOTER },
     limits: { timeoutGrace: '1s', maxAttempts: 3, maxConcurrentNodes: 4 },
@@ -64,7 +72,7 @@ beforeAll(async () => {
   workDir = await mkdtemp(join(tmpdir(), 'akanda-ci-e2e-'));
   gerrit = await GerritStandin.start();
   repos = await createGitRepos(join(workDir, 'git'));
-  for (const project of ['e2e/pass', 'e2e/fail', 'e2e/hang', 'e2e/slow', 'e2e/image']) {
+  for (const project of ['e2e/pass', 'e2e/fail', 'e2e/hang', 'e2e/slow', 'e2e/image', 'e2e/app', 'e2e/lib']) {
     await repos.createProject(project, { files: { 'README.rst': `${project} readme\n`, delay: '0\n' } });
   }
   const configPath = join(workDir, 'akanda-ci.yaml');
@@ -84,14 +92,20 @@ afterAll(async () => {
   expect(code).toBe(0);
 });
 
-async function newChange(project: string, files: Record<string, string> = {}) {
+async function newChange(project: string, files: Record<string, string> = {}, commitMessage?: string) {
   const number = nextChange++;
   const created = await repos.addChange(project, {
     change: number,
     patchset: 1,
     files: { 'change.txt': 'x', ...files },
   });
-  gerrit.createChange({ project, number, revision: created.revision, files: ['change.txt', ...Object.keys(files)] });
+  gerrit.createChange({
+    project,
+    number,
+    revision: created.revision,
+    files: ['change.txt', ...Object.keys(files)],
+    ...(commitMessage ? { commitMessage } : {}),
+  });
   return { number, revision: created.revision };
 }
 
@@ -280,6 +294,21 @@ it('answers malformed and unauthenticated calls with 4xx and changes nothing', a
   expect(reviewsOf(change.number)).toHaveLength(0);
 });
 
+it('tests a change together with the change its Depends-On footer names', async () => {
+  const lib = await newChange('e2e/lib', { 'lib.txt': 'lib change\n' });
+  const changeId = `I${'d'.repeat(40)}`;
+  const app = await newChange(
+    'e2e/app',
+    {},
+    `Use the new lib\n\nDepends-On: ${gerrit.changeUrl(lib.number)}\nChange-Id: ${changeId}\n`,
+  );
+  expect((await postEvent(gerrit.patchsetCreatedEvent(app.number))).status).toBe(202);
+  const [review] = await gerrit.waitForReviews(1, { change: app.number });
+  expect(review!.input.labels).toEqual({ Verified: 1 });
+  const logUrl = message(review!).split('\n')[2]!.split(' ')[2]!;
+  expect(await (await fetch(`${logUrl}job-output.txt`)).text()).toContain('prepared: e2e/app e2e/lib');
+});
+
 it('publishes the image of a merge after checking its sha256, and refuses a tampered one', async () => {
   const mark = local.lines.length;
   const before = await repos.revisionOf('e2e/image', 'refs/heads/master');
@@ -314,5 +343,5 @@ it('never posted two reviews for one change, nor any for a superseded patchset',
   for (const review of gerrit.reviews)
     byChange.set(review.changeNumber, [...(byChange.get(review.changeNumber) ?? []), review]);
   expect([...byChange.values()].filter((reviews) => reviews.length > 1)).toEqual([]);
-  expect(byChange.size).toBe(8);
+  expect(byChange.size).toBe(9);
 });
