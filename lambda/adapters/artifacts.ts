@@ -101,7 +101,10 @@ export interface LogUploadRequest {
 }
 
 export interface LogUploadPost {
-  /** POST a multipart form here: `fields`, then `key` (must start with keyPrefix), `Content-Type`, then `file`. */
+  /**
+   * POST a multipart form here: `fields`, then `key` (must start with keyPrefix), `Content-Type`,
+   * `Content-Encoding` (`gzip` or empty; always present: S3 fails a condition whose field is missing), then `file`.
+   */
   url: string;
   fields: Record<string, string>;
   keyPrefix: string;
@@ -110,7 +113,10 @@ export interface LogUploadPost {
 /**
  * A presigned POST that lets a node upload any number of files, each under `keyPrefix`, each at
  * most `maxBytes`, until it expires. The node sets `key` per file (the `${filename}` default
- * would land every file at the prefix) and any `Content-Type` (so browsers render text and HTML).
+ * would land every file at the prefix), any `Content-Type` (so browsers render text and HTML) and
+ * `Content-Encoding` (`gzip` for `stack.sh.txt.gz`, so browsers inflate and show it). S3 has no
+ * condition for "gzip or nothing", so any value passes; it can mislabel only the node's own files,
+ * as a wrong Content-Type already could.
  */
 export async function createLogUploadPost(client: S3Client, request: LogUploadRequest): Promise<LogUploadPost> {
   const { bucket, keyPrefix, expiresSeconds, maxBytes } = request;
@@ -128,6 +134,7 @@ export async function createLogUploadPost(client: S3Client, request: LogUploadRe
       ['starts-with', '$key', keyPrefix],
       ['content-length-range', 0, maxBytes],
       ['starts-with', '$Content-Type', ''],
+      ['starts-with', '$Content-Encoding', ''],
     ],
     Expires: expiresSeconds,
   });

@@ -1,15 +1,17 @@
 /**
  * Uploads the log directory through the S3 presigned POST the claim returned: one
- * multipart/form-data request per file, the policy fields first, then `key`, `Content-Type` and
- * the file, streamed from disk with an exact Content-Length (S3 needs it; images are large).
+ * multipart/form-data request per file, the policy fields first, then `key`, `Content-Type`,
+ * `Content-Encoding` and the file, streamed from disk with an exact Content-Length (S3 needs it;
+ * images are large).
  *
  * The policy limits keys to `keyPrefix`, so every key is `keyPrefix` + the file's path below the
  * log directory. Text logs get `text/plain; charset=utf-8` so browsers show them instead of
- * downloading them.
+ * downloading them; so do gzipped ones (`stack.sh.txt.gz`), stored with `Content-Encoding: gzip`
+ * so that the browser inflates them (docs/design.md "Log layout").
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, readdir } from 'node:fs/promises';
+import { lstat, open, readdir } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
@@ -20,6 +22,7 @@ const CONTENT_TYPES: Record<string, string> = {
   '.txt': 'text/plain; charset=utf-8',
   '.log': 'text/plain; charset=utf-8',
   '.conf': 'text/plain; charset=utf-8',
+  '.cfg': 'text/plain; charset=utf-8',
   '.ini': 'text/plain; charset=utf-8',
   '.yaml': 'text/plain; charset=utf-8',
   '.yml': 'text/plain; charset=utf-8',
@@ -38,6 +41,47 @@ const CONSOLE_LOG = 'job-output.txt';
 
 export function contentTypeFor(fileName: string): string {
   return CONTENT_TYPES[path.extname(fileName).toLowerCase()] ?? 'application/octet-stream';
+}
+
+/** The headers S3 stores with a file and serves it with. */
+export interface StoredAs {
+  contentType: string;
+  /** `gzip` for a gzipped text log, else empty: no encoding (see postFile for why it is always sent). */
+  contentEncoding: '' | 'gzip';
+}
+
+/** Types a browser shows rather than downloads; only these are worth inflating in the browser. */
+function isBrowsable(contentType: string): boolean {
+  return contentType.startsWith('text/') || contentType === 'application/json' || contentType === 'application/xml';
+}
+
+/**
+ * `<name>.<text extension>.gz` whose content starts like gzip is stored as the text it holds,
+ * gzip-encoded. Everything else keeps the type of its own name: archives (`x.tar.gz`), images
+ * (`x.qcow2.gz`), a twice-gzipped file (one encoding would leave gzip bytes on screen) and a
+ * `.gz` that is not gzip at all (the browser would fail to inflate it) stay downloads.
+ */
+export function storedAs(fileName: string, looksGzipped: boolean): StoredAs {
+  if (looksGzipped && fileName.toLowerCase().endsWith('.gz')) {
+    const inner = contentTypeFor(fileName.slice(0, -'.gz'.length));
+    if (isBrowsable(inner)) return { contentType: inner, contentEncoding: 'gzip' };
+  }
+  return { contentType: contentTypeFor(fileName), contentEncoding: '' };
+}
+
+/** Whether the file begins with gzip's magic bytes (RFC 1952); read only for `*.gz` names. */
+async function startsLikeGzip(filePath: string): Promise<boolean> {
+  const handle = await open(filePath, 'r').catch(() => undefined);
+  if (handle === undefined) return false;
+  try {
+    const magic = Buffer.alloc(2);
+    const { bytesRead } = await handle.read(magic, 0, 2, 0);
+    return bytesRead === 2 && magic[0] === 0x1f && magic[1] === 0x8b;
+  } catch {
+    return false;
+  } finally {
+    await handle.close();
+  }
 }
 
 export interface UploadOptions {
@@ -68,13 +112,17 @@ function fieldPart(boundary: string, name: string, value: string): string {
   return `--${boundary}\r\nContent-Disposition: form-data; name="${quoteHeaderValue(name)}"\r\n\r\n${value}\r\n`;
 }
 
-/** One POST of one file; resolves on 2xx, rejects with HttpStatusError (S3's error code) otherwise. */
+/**
+ * One POST of one file; resolves on 2xx, rejects with HttpStatusError (S3's error code) otherwise.
+ * `Content-Encoding` goes into every form, empty when there is none: S3 fails a policy condition
+ * whose field the form lacks, and the policy has one for it (lambda/adapters/artifacts.ts).
+ */
 export function postFile(
   upload: PresignedUpload,
   key: string,
   filePath: string,
   size: number,
-  contentType: string,
+  stored: StoredAs,
   timeoutMs: number,
 ): Promise<void> {
   const boundary = `----akanda-ci-${randomBytes(12).toString('hex')}`;
@@ -82,9 +130,10 @@ export function postFile(
   const head = Buffer.from(
     fields.map(([name, value]) => fieldPart(boundary, name, value)).join('') +
       fieldPart(boundary, 'key', key) +
-      fieldPart(boundary, 'Content-Type', contentType) +
+      fieldPart(boundary, 'Content-Type', stored.contentType) +
+      fieldPart(boundary, 'Content-Encoding', stored.contentEncoding) +
       `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="upload"\r\n` +
-      `Content-Type: ${contentType}\r\n\r\n`,
+      `Content-Type: ${stored.contentType}\r\n\r\n`,
   );
   const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
   const target = new URL(upload.url);
@@ -185,25 +234,16 @@ export async function uploadDirectory(
         continue;
       }
       try {
-        await withRetries(
-          () =>
-            postFile(
-              upload,
-              key,
-              file.absolute,
-              file.size,
-              contentTypeFor(file.relative),
-              options.timeoutMs ?? 120_000,
+        const gzipName = file.relative.toLowerCase().endsWith('.gz');
+        const stored = storedAs(file.relative, gzipName && (await startsLikeGzip(file.absolute)));
+        await withRetries(() => postFile(upload, key, file.absolute, file.size, stored, options.timeoutMs ?? 120_000), {
+          budgetMs: options.retryBudgetMs ?? 120_000,
+          initialDelayMs: options.initialRetryDelayMs ?? 1000,
+          onRetry: (error, delay) =>
+            options.log(
+              `upload of ${JSON.stringify(file.relative)} failed (${describeError(error)}); retrying in ${delay} ms`,
             ),
-          {
-            budgetMs: options.retryBudgetMs ?? 120_000,
-            initialDelayMs: options.initialRetryDelayMs ?? 1000,
-            onRetry: (error, delay) =>
-              options.log(
-                `upload of ${JSON.stringify(file.relative)} failed (${describeError(error)}); retrying in ${delay} ms`,
-              ),
-          },
-        );
+        });
         summary.uploaded++;
         summary.bytes += file.size;
       } catch (error) {

@@ -2,6 +2,7 @@ import { createHmac } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import fc from 'fast-check';
 import {
@@ -68,6 +69,8 @@ function decodePolicy(fields: Record<string, string>): Policy {
 /**
  * What S3 checks on a browser-based POST (AWS "Creating a POST policy"): the signature over the
  * policy, expiry, every condition, and that every form field (but the exempt ones) has a condition.
+ * A condition on a field the form lacks fails, even `starts-with ""` (as S3 fails every upload
+ * under a `starts-with $Content-Length ""` condition): so the uploader sends every field it may.
  */
 function s3WouldAccept(
   fields: Record<string, string>,
@@ -106,7 +109,8 @@ function s3WouldAccept(
       }
       const name = String(field).replace(/^\$/, '');
       covered.add(name.toLowerCase());
-      const actual = value(name) ?? '';
+      const actual = value(name);
+      if (actual === undefined) return { ok: false, why: name };
       if (op === 'eq' && actual !== expected) return { ok: false, why: name };
       if (op === 'starts-with' && !actual.startsWith(String(expected))) return { ok: false, why: name };
     } else {
@@ -124,11 +128,18 @@ function s3WouldAccept(
   return { ok: true };
 }
 
-async function upload(post: { url: string; fields: Record<string, string> }, key: string, type: string, body: string) {
+async function upload(
+  post: { url: string; fields: Record<string, string> },
+  key: string,
+  type: string,
+  body: string | Buffer,
+  encoding = '',
+) {
   const form = new FormData();
   for (const [name, value] of Object.entries(post.fields)) form.append(name, value);
   form.set('key', key);
   form.append('Content-Type', type);
+  form.append('Content-Encoding', encoding);
   form.append('file', new Blob([body], { type }), 'ignored-name');
   return fetch(post.url, { method: 'POST', body: form });
 }
@@ -255,13 +266,14 @@ describe('presigned log upload', () => {
         ['starts-with', '$key', prefix],
         ['content-length-range', 0, 1000],
         ['starts-with', '$Content-Type', ''],
+        ['starts-with', '$Content-Encoding', ''],
         { bucket: BUCKET },
         { 'X-Amz-Algorithm': 'AWS4-HMAC-SHA256' },
         { 'X-Amz-Credential': credential },
         { 'X-Amz-Date': post.fields['X-Amz-Date'] },
       ]),
     );
-    expect(policy.conditions).toHaveLength(7);
+    expect(policy.conditions).toHaveLength(8);
   });
 
   it('lets S3 accept keys under the prefix only, within the size, before expiry, with no extra fields', async () => {
@@ -276,6 +288,7 @@ describe('presigned log upload', () => {
       ...post.fields,
       key,
       'Content-Type': 'text/plain',
+      'Content-Encoding': '',
       ...extra,
     });
 
@@ -289,6 +302,15 @@ describe('presigned log upload', () => {
       'field acl not in policy',
     );
     expect(s3WouldAccept(post.fields, form(`${prefix}x`, { bucket: 'akanda-ci-images' }), 1, now).why).toBe('bucket');
+    const gzipped = form(`${prefix}stack.sh.txt.gz`, { 'Content-Encoding': 'gzip' });
+    expect(s3WouldAccept(post.fields, gzipped, 10, now)).toEqual({ ok: true });
+    const { 'Content-Encoding': _omitted, ...withoutEncoding } = form(`${prefix}x`);
+    expect(s3WouldAccept(post.fields, withoutEncoding, 1, now).why).toBe('Content-Encoding');
+    for (const header of ['Content-Disposition', 'Cache-Control', 'x-amz-website-redirect-location', 'x-amz-acl']) {
+      expect(s3WouldAccept(post.fields, form(`${prefix}x`, { [header]: 'x' }), 1, now).why).toBe(
+        `field ${header} not in policy`,
+      );
+    }
     const tampered = {
       ...post.fields,
       Policy: Buffer.from(JSON.stringify({ expiration: '2099-01-01T00:00:00Z', conditions: [] })).toString('base64'),
@@ -319,6 +341,26 @@ describe('presigned log upload', () => {
     expect(got.ContentType).toBe('text/plain; charset=utf-8');
     const page = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: `${prefix}index.html` }));
     expect(page.ContentType).toBe('text/html');
+    expect(page.ContentEncoding ?? '').toBe(''); // no encoding: s3rver keeps the empty field, S3 omits it
+  });
+
+  it('stores a gzipped text log with Content-Encoding gzip and the type of the text (s3rver)', async () => {
+    const post = await createLogUploadPost(client, {
+      bucket: BUCKET,
+      keyPrefix: prefix,
+      expiresSeconds: 300,
+      maxBytes: 10_000,
+    });
+    const log = '2026-11-25 09:00:00.000 | + ./stack.sh\n'.repeat(50);
+    const key = `${prefix}logs/stack.sh.txt.gz`;
+    const response = await upload(post, key, 'text/plain; charset=utf-8', gzipSync(log), 'gzip');
+    expect(response.status).toBe(204);
+
+    const got = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+    expect(got.ContentEncoding).toBe('gzip');
+    expect(got.ContentType).toBe('text/plain; charset=utf-8');
+    // Stored as sent: the browser (or CloudFront's client) inflates it, not S3.
+    expect(gunzipSync(Buffer.from((await got.Body?.transformToByteArray()) ?? [])).toString('utf8')).toBe(log);
   });
 
   it.each([

@@ -1,14 +1,14 @@
 /**
- * The upload target: s3rver on 127.0.0.1 with a logs bucket, and real presigned POSTs made with
- * @aws-sdk/s3-presigned-post against it, with the policy the control plane uses (key prefix,
- * size limit, any Content-Type). s3rver does not enforce policies; the agent's keys are asserted.
+ * The upload target: s3rver on 127.0.0.1 with a logs bucket, and real presigned POSTs made by the
+ * control plane's own createLogUploadPost against it (key prefix, size limit, any Content-Type and
+ * Content-Encoding). s3rver does not enforce policies; the agent's keys and headers are asserted.
  */
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { createPresignedPost } from '@aws-sdk/s3-presigned-post';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { createLogUploadPost } from '../../lambda/adapters/artifacts';
 import type { PresignedUpload } from '../../lambda/node-agent/job-spec';
 
 interface S3rverInstance {
@@ -22,6 +22,8 @@ export const LOGS_BUCKET = 'akanda-ci-logs';
 export interface StoredObject {
   body: Buffer;
   contentType: string | undefined;
+  /** `gzip`, or empty when the upload said none. */
+  contentEncoding: string;
 }
 
 export interface LogTarget {
@@ -55,15 +57,11 @@ export async function startLogTarget(): Promise<LogTarget> {
   return {
     endpoint,
     async presign(keyPrefix) {
-      const post = await createPresignedPost(client, {
-        Bucket: LOGS_BUCKET,
-        Key: `${keyPrefix}\${filename}`,
-        Conditions: [
-          ['starts-with', '$key', keyPrefix],
-          ['content-length-range', 0, 1024 * 1024 * 1024],
-          ['starts-with', '$Content-Type', ''],
-        ],
-        Expires: 600,
+      const post = await createLogUploadPost(client, {
+        bucket: LOGS_BUCKET,
+        keyPrefix,
+        expiresSeconds: 600,
+        maxBytes: 1024 * 1024 * 1024,
       });
       return { url: post.url, fields: post.fields, keyPrefix, publicUrl: `http://127.0.0.1/${keyPrefix}` };
     },
@@ -76,7 +74,7 @@ export async function startLogTarget(): Promise<LogTarget> {
         const body = Buffer.from(
           await (object.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
         );
-        found.set(key, { body, contentType: object.ContentType });
+        found.set(key, { body, contentType: object.ContentType, contentEncoding: object.ContentEncoding ?? '' });
       }
       return found;
     },
