@@ -9,6 +9,7 @@
  * names in events. Errors name the method, the path and the HTTP status, never the password.
  */
 import { z } from 'zod';
+import type { ResolvedDependency } from '../core/planner';
 
 export interface GerritClientOptions {
   /** REST base, e.g. `https://review.opendev.org` (a path prefix such as `/r` is kept). */
@@ -49,15 +50,7 @@ export interface GerritChange {
   workInProgress: boolean;
 }
 
-/** The shape the planner takes (`lambda/core/planner.ts` PlanInputs.dependencies). */
-export interface ResolvedDependency {
-  project: string;
-  branch: string;
-  change: number;
-  patchset: number;
-  ref: string;
-  revision: string;
-}
+export type { ResolvedDependency };
 
 /**
  * A parsed `Depends-On:` footer: exactly one of `url` (the current form) or `changeId`
