@@ -4,6 +4,7 @@
  * only after the write won (or right away for a no-op that still asks for one, a stale launch).
  */
 import { type BuildCommand, type BuildEvent, isTerminal, transition } from '../core/lifecycle';
+import { recordBuildTransition } from './metrics';
 import type { ControlPorts } from './ports';
 import type { BuildRecord } from './records';
 
@@ -45,6 +46,7 @@ export async function applyBuildEvent(
     if (!next) return { build: current, before: current, changed: false, commands: [] };
     if (await ports.store.putBuild(next)) {
       logStateChange(ports, current, next, event);
+      recordBuildTransition(ports, current, next);
       await runCommands(ports, step.commands);
       return { build: next, before: current, changed: true, commands: step.commands };
     }

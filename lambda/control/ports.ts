@@ -47,6 +47,35 @@ export interface LoggerPort {
   error(message: string, fields?: Record<string, unknown>): void;
 }
 
+/**
+ * The custom metrics of docs/design.md (Metrics), read by lib/ci-dashboard.ts and lib/ci-alarms.ts
+ * under the names of lib/ci-metrics.ts. Dimensions stay low-cardinality: a result word or a node
+ * label, never a build, buildset or change.
+ */
+export type MetricDimensions = {
+  BuildsFinished: { Result: string };
+  LaunchFailures: Record<string, never>;
+  TimeToVoteSeconds: Record<string, never>;
+  NodeSeconds: { Label: string };
+  RunningNodes: Record<string, never>;
+  QueuedBuilds: Record<string, never>;
+};
+export type MetricName = keyof MetricDimensions;
+export type CountMetric = 'BuildsFinished' | 'LaunchFailures' | 'RunningNodes' | 'QueuedBuilds';
+export type SecondsMetric = 'TimeToVoteSeconds' | 'NodeSeconds';
+
+/**
+ * Records metrics for the end of the invocation (the AWS adapter flushes them as EMF lines).
+ * Implementations never throw: a metric lost is better than a build lost.
+ */
+export interface MetricsPort {
+  count<N extends CountMetric>(name: N, value: number, dimensions: MetricDimensions[N]): void;
+  seconds<N extends SecondsMetric>(name: N, value: number, dimensions: MetricDimensions[N]): void;
+}
+
+/** Local mode and tests that do not look at metrics: nothing is recorded. */
+export const NO_METRICS: MetricsPort = { count: () => {}, seconds: () => {} };
+
 export interface ReportRetryPolicy {
   /** Seconds before the attempt after failed attempt `attempt` (1-based). */
   delaySeconds(attempt: number, retryAfterSeconds?: number): number;
@@ -72,4 +101,6 @@ export interface ControlPorts {
   imageBaseUrl?: string;
   /** Where post-merge image builds are published; without it nothing is published. */
   images?: ImagePublisher;
+  /** Custom metrics (docs/design.md, Metrics); without it none are recorded. */
+  metrics?: MetricsPort;
 }

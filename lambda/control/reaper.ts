@@ -5,6 +5,7 @@
  */
 import { isTerminal } from '../core/lifecycle';
 import { applyBuildEvent } from './builds';
+import { recordNodeGauges } from './metrics';
 import type { ControlPorts } from './ports';
 import type { BuildRecord } from './records';
 
@@ -43,6 +44,9 @@ export async function reap(ports: ControlPorts): Promise<ReaperSummary> {
     summary.terminated.push(...ids);
   }
 
-  if ((await ports.store.countBuildsInState('queued')) > 0) await ports.scheduleQueue.send({ kind: 'launch' });
+  const queued = await ports.store.countBuildsInState('queued');
+  // Every minute: the gauges of the node-limit alarm. Strays count: until they are gone they run on our bill.
+  recordNodeGauges(ports, { runningNodes: instances.length, queuedBuilds: queued });
+  if (queued > 0) await ports.scheduleQueue.send({ kind: 'launch' });
   return summary;
 }

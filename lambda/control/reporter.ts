@@ -20,6 +20,7 @@ import type { ReviewOutcome } from '../adapters/gerrit-client';
 import { buildsetReview, REVIEW_TAG } from '../core/report';
 import { promoteImage } from './image-promotion';
 import { describeBuildset } from './ingest';
+import { recordVote } from './metrics';
 import type { ControlPorts } from './ports';
 import type { BuildRecord, BuildsetRecord, BuildsetState } from './records';
 
@@ -94,6 +95,7 @@ export async function reportBuildset(ports: ControlPorts, buildsetId: string): P
             labels: review.labels,
           },
         );
+        recordVote(ports, buildset);
         await settle(ports, buildsetId, 'reported');
         return DONE;
       case 'dropped':

@@ -20,6 +20,7 @@ import { launchableAt, newBuild } from '../core/lifecycle';
 import { planEvent, type PlanInputs, type ResolvedDependency, type TriggeredBuildset } from '../core/planner';
 import { applyBuildEvent } from './builds';
 import { describeBuildset } from './ingest';
+import { recordMetrics, recordNodeGauges } from './metrics';
 import type { ControlPorts, ScheduleMessage } from './ports';
 import type { BuildRecord, BuildsetRecord } from './records';
 
@@ -251,10 +252,10 @@ async function launchUnderLimit(ports: ControlPorts, queued: BuildRecord[]): Pro
     ports.store.countBuildsInState('running'),
   ]);
   let free = limit - launching - running;
-  if (free <= 0) return;
+  let waiting = queued.length;
   // Read before the lease was taken: a build another launcher started meanwhile loses its race below.
   for (const candidate of queued) {
-    if (free <= 0) return;
+    if (free <= 0) break;
     if (launchableAt(candidate) > ports.now()) continue;
     const claimToken = newToken();
     const applied = await applyBuildEvent(
@@ -267,6 +268,7 @@ async function launchUnderLimit(ports: ControlPorts, queued: BuildRecord[]): Pro
     const launch = applied.commands.find((c) => c.type === 'launch');
     if (!applied.changed || !launch || launch.type !== 'launch') continue;
     free--;
+    waiting--;
     let event;
     try {
       const outcome = await ports.fleet.launch({
@@ -290,9 +292,14 @@ async function launchUnderLimit(ports: ControlPorts, queued: BuildRecord[]): Pro
     const after = await applyBuildEvent(ports, launch.buildId, event);
     if (event.type === 'launch_failed') {
       ports.logger.warn(`build ${launch.buildId}: launch failed`, { buildId: launch.buildId, reason: event.reason });
-      if (after.build?.state === 'queued') free++;
+      recordMetrics(ports, (metrics) => metrics.count('LaunchFailures', 1, {}));
+      if (after.build?.state === 'queued') {
+        free++;
+        waiting++;
+      }
     }
   }
+  recordNodeGauges(ports, { runningNodes: Math.max(0, limit - free), queuedBuilds: waiting });
 }
 
 function errorText(error: unknown): string {

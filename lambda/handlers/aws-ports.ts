@@ -11,6 +11,7 @@ import { createLogArtifacts, createS3Client } from '../adapters/artifacts';
 import { s3ImagePublisher } from '../adapters/image-publisher';
 import { Ec2Fleet, parseLaunchTemplates, parseSubnetIds } from '../adapters/ec2-fleet';
 import { GerritClient, REVIEW_MAX_ATTEMPTS, reviewRetryDelayFor } from '../adapters/gerrit-client';
+import { EmfMetrics, flushingMetrics } from '../adapters/metrics';
 import { SqsQueue } from '../adapters/queue';
 import { runtimeConfig } from '../adapters/runtime-config';
 import { createSecretReader } from '../adapters/secrets';
@@ -18,6 +19,16 @@ import { Store } from '../adapters/store';
 import type { ControlPorts, LoggerPort, ReportMessage, ScheduleMessage } from '../control/ports';
 
 export const logger = new Logger({ serviceName: 'akanda-ci' });
+
+/** The invocation's metrics; `withMetrics` writes them when the handler ends. */
+export const metrics = new EmfMetrics({
+  onError: (message, error) => logger.warn(message, { error: error instanceof Error ? error.message : String(error) }),
+});
+
+/** Wraps a handler so the metrics it recorded are flushed as EMF lines when it returns or throws. */
+export function withMetrics<A extends unknown[], R>(handler: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  return flushingMetrics(metrics, handler);
+}
 
 let ports: ControlPorts | undefined;
 
@@ -65,6 +76,7 @@ export function awsPorts(): ControlPorts {
     webhookToken: () => secrets(env('WEBHOOK_TOKEN_SECRET_ARN')),
     reportRetry: { delaySeconds: reviewRetryDelayFor, maxAttempts: REVIEW_MAX_ATTEMPTS },
     imageBaseUrl: publicBaseUrl,
+    metrics,
     images: s3ImagePublisher({
       s3,
       logsBucket: env('LOGS_BUCKET'),

@@ -8,7 +8,7 @@
  */
 import type { EventBridgeEvent } from 'aws-lambda';
 import { nodeLost } from '../control/instance-events';
-import { awsPorts, logger } from './aws-ports';
+import { awsPorts, logger, withMetrics } from './aws-ports';
 import type { BuildRecord } from '../control/records';
 
 interface Ec2Detail {
@@ -19,7 +19,10 @@ interface Ec2Detail {
 
 const GONE_STATES = new Set(['shutting-down', 'terminated', 'stopping', 'stopped']);
 
-export async function handler(event: EventBridgeEvent<string, Ec2Detail>): Promise<void> {
+/** Every invocation ends by writing the metrics it recorded (EMF lines). */
+export const handler = withMetrics(handle);
+
+async function handle(event: EventBridgeEvent<string, Ec2Detail>): Promise<void> {
   const instanceId = event.detail?.['instance-id'];
   if (typeof instanceId !== 'string' || !/^i-[0-9a-f]{8,17}$/.test(instanceId)) return;
   const ports = awsPorts();

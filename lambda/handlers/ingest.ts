@@ -1,10 +1,13 @@
 /** `POST /webhook/<token>` behind a Function URL: lambda/control/ingest.ts with the AWS ports. */
 import type { LambdaFunctionURLEvent, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { ingestWebhook } from '../control/ingest';
-import { awsPorts, logger } from './aws-ports';
+import { awsPorts, logger, withMetrics } from './aws-ports';
 import { requestBody, toResult } from './function-url';
 
-export async function handler(event: LambdaFunctionURLEvent): Promise<APIGatewayProxyStructuredResultV2> {
+/** Every invocation ends by writing the metrics it recorded (EMF lines). */
+export const handler = withMetrics(handle);
+
+async function handle(event: LambdaFunctionURLEvent): Promise<APIGatewayProxyStructuredResultV2> {
   // The path holds the secret: it is matched here and never logged.
   const match = /^\/webhook\/([^/]*)$/.exec(event.rawPath ?? '');
   if (event.requestContext?.http?.method !== 'POST' || !match) {

@@ -2,10 +2,13 @@
 import type { LambdaFunctionURLEvent, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { MAX_BODY_BYTES } from '../control/http';
 import { handleNodeRequest } from '../control/node-api';
-import { awsPorts, logger } from './aws-ports';
+import { awsPorts, logger, withMetrics } from './aws-ports';
 import { requestBody, toResult } from './function-url';
 
-export async function handler(event: LambdaFunctionURLEvent): Promise<APIGatewayProxyStructuredResultV2> {
+/** Every invocation ends by writing the metrics it recorded (EMF lines). */
+export const handler = withMetrics(handle);
+
+async function handle(event: LambdaFunctionURLEvent): Promise<APIGatewayProxyStructuredResultV2> {
   if (event.requestContext?.http?.method !== 'POST') return toResult({ status: 405, body: { error: 'POST only' } });
   const body = requestBody(event);
   if (body.length > MAX_BODY_BYTES) return toResult({ status: 413, body: { error: 'body too large' } });

@@ -7,11 +7,14 @@ import { ChangeMessageVisibilityCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { reportBuildset } from '../control/reporter';
 import type { ReportMessage } from '../control/ports';
-import { awsPorts, logger } from './aws-ports';
+import { awsPorts, logger, withMetrics } from './aws-ports';
 
 const sqs = new SQSClient({});
 
-export async function handler(event: SQSEvent): Promise<SQSBatchResponse> {
+/** Every invocation ends by writing the metrics it recorded (EMF lines). */
+export const handler = withMetrics(handle);
+
+async function handle(event: SQSEvent): Promise<SQSBatchResponse> {
   const ports = awsPorts();
   const batchItemFailures: SQSBatchResponse['batchItemFailures'] = [];
   for (const record of event.Records) {

@@ -2,9 +2,12 @@
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import type { ScheduleMessage } from '../control/ports';
 import { handleScheduleMessage } from '../control/scheduler';
-import { awsPorts, logger } from './aws-ports';
+import { awsPorts, logger, withMetrics } from './aws-ports';
 
-export async function handler(event: SQSEvent): Promise<SQSBatchResponse> {
+/** Every invocation ends by writing the metrics it recorded (EMF lines). */
+export const handler = withMetrics(handle);
+
+async function handle(event: SQSEvent): Promise<SQSBatchResponse> {
   const ports = awsPorts();
   const batchItemFailures: SQSBatchResponse['batchItemFailures'] = [];
   for (const record of event.Records) {

@@ -16,6 +16,7 @@ import { Store } from '../adapters/store';
 import type { Config } from '../core/config';
 import { nodeLost } from '../control/instance-events';
 import type { ControlPorts, LoggerPort, ReportMessage, ScheduleMessage } from '../control/ports';
+import { NO_METRICS } from '../control/ports';
 import { reap } from '../control/reaper';
 import { reportBuildset } from '../control/reporter';
 import { handleScheduleMessage } from '../control/scheduler';
@@ -164,6 +165,8 @@ export async function startLocal(options: LocalOptions): Promise<LocalRuntime> {
     }),
     now: () => Date.now() / 1000,
     logger,
+    // No CloudWatch here, and the console keeps one line per state change.
+    metrics: NO_METRICS,
     webhookToken: async () => options.webhookToken,
     reportRetry: {
       delaySeconds: (attempt, retryAfter) => reviewRetryDelayFor(attempt, retryAfter) * options.retryScale,

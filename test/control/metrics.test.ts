@@ -1,0 +1,310 @@
+/**
+ * The control plane's metrics at the transitions that decide them, over the store on dynalite
+ * and the Gerrit stand-in (whose clock is the test's, so event times line up): a recording
+ * metrics port sees what the AWS adapter would write as EMF lines.
+ */
+import type { Fleet, LaunchOutcome, LaunchRequest, ManagedInstance } from '../../lambda/adapters/fleet';
+import { GerritClient } from '../../lambda/adapters/gerrit-client';
+import { METRICS_NAMESPACE as EMF_NAMESPACE } from '../../lambda/adapters/metrics';
+import { Store } from '../../lambda/adapters/store';
+import { validateConfig } from '../../lambda/core/config';
+import { ingestWebhook } from '../../lambda/control/ingest';
+import { nodeLost } from '../../lambda/control/instance-events';
+import { voteClockStart } from '../../lambda/control/metrics';
+import { handleNodeRequest } from '../../lambda/control/node-api';
+import type {
+  ControlPorts,
+  MetricDimensions,
+  MetricName,
+  MetricsPort,
+  ReportMessage,
+  ScheduleMessage,
+} from '../../lambda/control/ports';
+import { reap } from '../../lambda/control/reaper';
+import type { BuildRecord, BuildsetRecord } from '../../lambda/control/records';
+import { reportBuildset } from '../../lambda/control/reporter';
+import { handleScheduleMessage } from '../../lambda/control/scheduler';
+import {
+  type Emulator,
+  ensureTable,
+  LOCAL_CREDENTIALS,
+  LOCAL_REGION,
+  startDynalite,
+} from '../../lambda/local/emulators';
+import { METRIC, METRICS_NAMESPACE } from '../../lib/ci-metrics';
+import { GerritStandin } from '../support/gerrit-standin';
+
+const PROJECT = 'stackforge/akanda-rug';
+const TOKEN = 'metrics-test-webhook-token';
+
+interface Recorded {
+  unit: 'Count' | 'Seconds';
+  name: MetricName;
+  value: number;
+  dimensions: Record<string, string>;
+}
+
+class RecordingMetrics implements MetricsPort {
+  readonly recorded: Recorded[] = [];
+
+  count<N extends 'BuildsFinished' | 'LaunchFailures' | 'RunningNodes' | 'QueuedBuilds'>(
+    name: N,
+    value: number,
+    dimensions: MetricDimensions[N],
+  ): void {
+    this.recorded.push({ unit: 'Count', name, value, dimensions: { ...dimensions } });
+  }
+
+  seconds<N extends 'TimeToVoteSeconds' | 'NodeSeconds'>(name: N, value: number, dimensions: MetricDimensions[N]) {
+    this.recorded.push({ unit: 'Seconds', name, value, dimensions: { ...dimensions } });
+  }
+
+  /** What was recorded since the last call. */
+  take(): Recorded[] {
+    return this.recorded.splice(0);
+  }
+}
+
+class ScriptedFleet implements Fleet {
+  readonly launches: LaunchRequest[] = [];
+  readonly live = new Map<string, string>();
+  capacity = true;
+  private next = 0;
+
+  async launch(request: LaunchRequest): Promise<LaunchOutcome> {
+    this.launches.push(request);
+    if (!this.capacity) return { status: 'no_capacity', reason: 'InsufficientInstanceCapacity in every pool' };
+    const instanceId = `i-${String(++this.next).padStart(17, '0')}`;
+    this.live.set(instanceId, request.buildId);
+    return { status: 'launched', instanceId, lifecycle: 'spot' };
+  }
+
+  async terminateInstances(ids: readonly string[]): Promise<void> {
+    for (const id of ids) this.live.delete(id);
+  }
+
+  async listManagedInstances(): Promise<ManagedInstance[]> {
+    return [...this.live].map(([instanceId, buildId]) => ({ instanceId, buildId, state: 'running' }));
+  }
+}
+
+let dynamo: Emulator;
+let gerrit: GerritStandin;
+let clock = 1_700_000_000;
+let table = 0;
+
+beforeAll(async () => {
+  dynamo = await startDynalite();
+  gerrit = await GerritStandin.start({ now: () => clock * 1000 });
+});
+
+afterAll(async () => {
+  await gerrit.close();
+  await dynamo.close();
+});
+
+async function setup(options: { metrics?: MetricsPort; maxConcurrentNodes?: number } = {}) {
+  await ensureTable(dynamo.endpoint, `metrics-${++table}`);
+  const store = new Store(`metrics-${table}`, {
+    endpoint: dynamo.endpoint,
+    region: LOCAL_REGION,
+    credentials: LOCAL_CREDENTIALS,
+  });
+  const schedule: ScheduleMessage[] = [];
+  const reports: ReportMessage[] = [];
+  const warnings: string[] = [];
+  const fleet = new ScriptedFleet();
+  const metrics = new RecordingMetrics();
+  const ports: ControlPorts = {
+    config: validateConfig({
+      gerrit: { url: gerrit.url, username: gerrit.username },
+      nodes: { small: { instanceTypes: ['c8i.large'] } },
+      jobs: [{ name: 'pep8', node: 'small', run: 'tox -e pep8', timeout: '10m' }],
+      projects: [{ name: PROJECT, check: ['pep8'] }],
+      limits: { maxConcurrentNodes: options.maxConcurrentNodes ?? 2, timeoutGrace: '1m', maxAttempts: 3 },
+    }),
+    store,
+    scheduleQueue: { send: async (m) => void schedule.push(m) },
+    reportQueue: { send: async (m) => void reports.push(m) },
+    fleet,
+    gerrit: new GerritClient({ baseUrl: gerrit.url, username: gerrit.username, password: gerrit.password }),
+    artifacts: {
+      logUpload: async (keyPrefix) => ({ url: 'https://s3.example/', fields: {}, keyPrefix, publicUrl: 'x' }),
+      publicUrl: (prefix) => `https://logs.example/${prefix}`,
+    },
+    now: () => clock,
+    logger: { info: () => {}, warn: (m) => void warnings.push(m), error: () => {} },
+    webhookToken: async () => TOKEN,
+    reportRetry: { delaySeconds: () => 1, maxAttempts: 3 },
+    metrics: options.metrics ?? metrics,
+  };
+  const drain = async () => {
+    while (schedule.length > 0) await handleScheduleMessage(ports, schedule.shift()!);
+  };
+  const ingest = async (event: unknown) => {
+    const answer = await ingestWebhook(ports, { token: TOKEN, body: JSON.stringify(event) });
+    expect(answer.status).toBe(202);
+    return (answer.body as { buildsets: string[] }).buildsets[0]!;
+  };
+  const buildOf = async (buildsetId: string) => {
+    const buildset = await store.getBuildset<BuildsetRecord>(buildsetId);
+    return (await store.getBuild<BuildRecord>(buildset!.buildIds[0]!))!;
+  };
+  const claim = async (buildId: string) => {
+    const claimToken = fleet.launches.filter((l) => l.buildId === buildId).at(-1)!.claimToken;
+    const answer = await handleNodeRequest(ports, '/node/claim', { buildId, claimToken });
+    expect(answer.status).toBe(200);
+    return answer.body.resultToken as string;
+  };
+  return { store, ports, fleet, metrics, warnings, schedule, reports, drain, ingest, buildOf, claim };
+}
+
+it('uses the names and the namespace the dashboard and alarms read', () => {
+  const names: Record<MetricName, true> = {
+    BuildsFinished: true,
+    LaunchFailures: true,
+    TimeToVoteSeconds: true,
+    NodeSeconds: true,
+    RunningNodes: true,
+    QueuedBuilds: true,
+  };
+  expect(Object.keys(names).sort()).toEqual(Object.values(METRIC).sort());
+  expect(EMF_NAMESPACE).toBe(METRICS_NAMESPACE);
+});
+
+it('a build from launch to vote: gauges, one BuildsFinished, its node time, and the time to vote', async () => {
+  const t = await setup();
+  const change = gerrit.createChange({ project: PROJECT });
+  const eventAt = clock;
+  const event = gerrit.patchsetCreatedEvent(change.number);
+  clock += 5; // the webhook arrives a little after Gerrit made the event
+  const buildsetId = await t.ingest(event);
+  clock += 1;
+  await t.drain();
+  expect(t.metrics.take()).toEqual([
+    { unit: 'Count', name: 'RunningNodes', value: 1, dimensions: {} },
+    { unit: 'Count', name: 'QueuedBuilds', value: 0, dimensions: {} },
+  ]);
+  const build = await t.buildOf(buildsetId);
+  const launchedAt = clock;
+
+  clock += 20;
+  const resultToken = await t.claim(build.buildId);
+  expect(t.metrics.take()).toEqual([]); // launching -> running ends nothing
+
+  clock += 300;
+  const result = { buildId: build.buildId, resultToken, result: 'SUCCESS', elapsedSeconds: 280 };
+  expect((await handleNodeRequest(t.ports, '/node/result', result)).status).toBe(200);
+  // A repeated result changes nothing and records nothing.
+  expect((await handleNodeRequest(t.ports, '/node/result', result)).status).toBe(200);
+  expect(t.metrics.take()).toEqual([
+    { unit: 'Count', name: 'BuildsFinished', value: 1, dimensions: { Result: 'SUCCESS' } },
+    { unit: 'Seconds', name: 'NodeSeconds', value: clock - launchedAt, dimensions: { Label: 'small' } },
+  ]);
+
+  clock += 4;
+  expect(t.reports).toEqual([{ buildsetId }]);
+  expect(await reportBuildset(t.ports, buildsetId)).toEqual({ kind: 'done' });
+  expect(await reportBuildset(t.ports, buildsetId)).toEqual({ kind: 'done' });
+  expect(t.metrics.take()).toEqual([
+    { unit: 'Seconds', name: 'TimeToVoteSeconds', value: clock - eventAt, dimensions: {} },
+  ]);
+  t.store.destroy();
+});
+
+it('counts launches that found no capacity, and no node time for a node that never was', async () => {
+  const t = await setup();
+  t.fleet.capacity = false;
+  const change = gerrit.createChange({ project: PROJECT });
+  const buildsetId = await t.ingest(gerrit.patchsetCreatedEvent(change.number));
+  await t.drain();
+  expect(t.metrics.take()).toEqual([
+    { unit: 'Count', name: 'LaunchFailures', value: 1, dimensions: {} },
+    { unit: 'Count', name: 'RunningNodes', value: 0, dimensions: {} },
+    { unit: 'Count', name: 'QueuedBuilds', value: 1, dimensions: {} },
+  ]);
+  expect((await t.buildOf(buildsetId)).state).toBe('queued');
+
+  // Abandoned while it waits: ABORTED, and still no node time.
+  await handleScheduleMessage(t.ports, {
+    kind: 'supersede',
+    supersedes: [{ project: PROJECT, change: change.number, belowPatchset: 2 }],
+  });
+  expect(t.metrics.take()).toEqual([
+    { unit: 'Count', name: 'BuildsFinished', value: 1, dimensions: { Result: 'ABORTED' } },
+  ]);
+  t.store.destroy();
+});
+
+it('node time for an interrupted attempt, then TIMED_OUT at the deadline; the reaper reports the gauges', async () => {
+  const t = await setup();
+  const change = gerrit.createChange({ project: PROJECT });
+  const buildsetId = await t.ingest(gerrit.patchsetCreatedEvent(change.number));
+  await t.drain();
+  const first = await t.buildOf(buildsetId);
+  clock += 10;
+  await t.claim(first.buildId);
+  clock += 50;
+  t.metrics.take();
+
+  await nodeLost(t.ports, first.buildId, first.instanceId!, 'spot interruption warning');
+  expect(t.metrics.take()).toEqual([
+    { unit: 'Seconds', name: 'NodeSeconds', value: 60, dimensions: { Label: 'small' } },
+  ]);
+  await t.drain(); // relaunched
+  const second = await t.buildOf(buildsetId);
+  expect(second).toMatchObject({ state: 'launching', attempt: 2 });
+  t.metrics.take();
+
+  clock += 10 * 60 + 60; // job timeout + grace
+  t.fleet.live.set('i-00000000000000099', 'no-such-build');
+  expect(await reap(t.ports)).toMatchObject({ timedOut: [second.buildId] });
+  expect(t.metrics.take()).toEqual([
+    { unit: 'Count', name: 'BuildsFinished', value: 1, dimensions: { Result: 'TIMED_OUT' } },
+    { unit: 'Seconds', name: 'NodeSeconds', value: 660, dimensions: { Label: 'small' } },
+    // The timed-out node is terminated; the stray is still up while the reaper terminates it.
+    { unit: 'Count', name: 'RunningNodes', value: 1, dimensions: {} },
+    { unit: 'Count', name: 'QueuedBuilds', value: 0, dimensions: {} },
+  ]);
+  t.store.destroy();
+});
+
+it('a metrics port that throws costs the metric, never the build', async () => {
+  const broken: MetricsPort = {
+    count: () => {
+      throw new Error('metrics backend down');
+    },
+    seconds: () => {
+      throw new Error('metrics backend down');
+    },
+  };
+  const t = await setup({ metrics: broken });
+  const change = gerrit.createChange({ project: PROJECT });
+  const buildsetId = await t.ingest(gerrit.patchsetCreatedEvent(change.number));
+  await t.drain();
+  const build = await t.buildOf(buildsetId);
+  const resultToken = await t.claim(build.buildId);
+  const result = { buildId: build.buildId, resultToken, result: 'FAILURE', elapsedSeconds: 5 };
+  expect((await handleNodeRequest(t.ports, '/node/result', result)).status).toBe(200);
+  expect(await reportBuildset(t.ports, buildsetId)).toEqual({ kind: 'done' });
+  expect(await t.store.getBuildset<BuildsetRecord>(buildsetId)).toMatchObject({ state: 'reported' });
+  expect(t.warnings.filter((w) => w === 'metrics not recorded').length).toBeGreaterThanOrEqual(3);
+  t.store.destroy();
+});
+
+describe('voteClockStart', () => {
+  const buildset = (eventJson: string) => ({ eventJson, createdAt: 1_700_000_100 }) as BuildsetRecord;
+
+  it("takes Gerrit's eventCreatedOn, as a number or a numeric string", () => {
+    expect(voteClockStart(buildset('{"eventCreatedOn":1700000040}'))).toBe(1_700_000_040);
+    expect(voteClockStart(buildset('{"eventCreatedOn":"1700000040"}'))).toBe(1_700_000_040);
+  });
+
+  it('falls back to the arrival for a missing, later (clock skew), replayed or malformed event time', () => {
+    expect(voteClockStart(buildset('{}'))).toBe(1_700_000_100);
+    expect(voteClockStart(buildset('{"eventCreatedOn":1700000200}'))).toBe(1_700_000_100);
+    expect(voteClockStart(buildset('{"eventCreatedOn":1418133772}'))).toBe(1_700_000_100);
+    expect(voteClockStart(buildset('{"eventCreatedOn":"soon"}'))).toBe(1_700_000_100);
+    expect(voteClockStart(buildset('not json'))).toBe(1_700_000_100);
+  });
+});
