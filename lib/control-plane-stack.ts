@@ -22,9 +22,20 @@ import { WorkQueue } from './work-queue';
 
 /** The reporter must keep retrying a review POST for at least this long (Gerrit outages). */
 export const REPORT_RETRY_WINDOW = Duration.minutes(30);
-/** Default visibility of a report message; the reporter shortens or lengthens it per retry. */
-export const REPORT_VISIBILITY = Duration.minutes(5);
-/** 20 receives x 5 minutes = 100 minutes when the reporter never changes visibility. */
+/**
+ * The reporter also publishes post-merge appliance images: it streams and sha256-hashes a
+ * 340-450 MiB qcow2 from S3 and copies it twice, so it gets minutes, not seconds, and the memory
+ * (1769 MB = one full vCPU) that buys Lambda's network throughput.
+ */
+export const REPORTER_TIMEOUT = Duration.minutes(15);
+export const REPORTER_MEMORY_MB = 1769;
+/**
+ * Default visibility of a report message, at least the reporter's timeout (SQS event sources
+ * require it: a message must not reappear while its invocation may still run); the reporter
+ * shortens or lengthens it per retry.
+ */
+export const REPORT_VISIBILITY = REPORTER_TIMEOUT;
+/** 20 receives: the reporter's 14 attempts, with room for early duplicates; 300 minutes if it never changes visibility. */
 export const REPORT_MAX_RECEIVES = 20;
 /** Key prefix of everything nodes upload (docs/design.md, Log layout). */
 export const LOGS_PREFIX = 'logs/*';
@@ -141,7 +152,12 @@ export class ControlPlaneStack extends Stack {
     const scheduler = make('scheduler', { timeout: Duration.minutes(2), reserved: 2, nodeApiUrl: nodeApiBase });
     const ec2Events = make('ec2-events', { timeout: Duration.minutes(1), nodeApiUrl: nodeApiBase });
     const reaper = make('reaper', { timeout: Duration.minutes(2), reserved: 1, nodeApiUrl: nodeApiBase });
-    const reporter = make('reporter', { timeout: Duration.minutes(1), reserved: 2, nodeApiUrl: nodeApiBase });
+    const reporter = make('reporter', {
+      timeout: REPORTER_TIMEOUT,
+      memorySize: REPORTER_MEMORY_MB,
+      reserved: 2,
+      nodeApiUrl: nodeApiBase,
+    });
     this.functions = {
       ingest,
       scheduler,

@@ -1,5 +1,5 @@
 /**
- * The node callback API (`POST /node/claim|result|heartbeat`, docs/design.md): each call is a
+ * The node callback API (`POST /node/claim|result|heartbeat|upload`, docs/design.md): each call is a
  * conditional lifecycle transition guarded by a one-time token whose hash is on the build.
  * Nodes are untrusted: a wrong or missing token gets 401 and changes nothing, and a node can
  * only ever touch its own build.
@@ -7,13 +7,21 @@
 import { gitBaseUrl } from '../core/config';
 import { NODE_RESULTS, type NodeResult, zuulResult } from '../core/lifecycle';
 import { hashToken, newToken, tokenMatches } from '../adapters/store';
-import { applyBuildEvent, pokeSchedulerIfQueued } from './builds';
+import { applyBuildEvent, isFinished, pokeSchedulerIfQueued } from './builds';
 import { reply, type ControlResponse } from './http';
 import type { ControlPorts } from './ports';
 import type { BuildRecord, BuildsetRecord, JobSpec } from './records';
 
-/** How long a node may upload logs with its presigned POST, beyond its job's deadline. */
+/** How long a node may upload logs with its claim-time presigned POST, beyond its job's deadline. */
 const UPLOAD_SLACK_SECONDS = 3600;
+/**
+ * Expiry of the presigned POST `/node/upload` hands out right before the node uploads: long enough
+ * for a devstack log directory with an appliance image on a slow link, short enough to be no
+ * standing right. Signed when asked for, it is not cut short by credentials that expired meanwhile.
+ */
+export const FRESH_UPLOAD_SECONDS = 30 * 60;
+/** A node still gets a fresh upload this long after its attempt ended (its result, a timeout, a cancel). */
+export const UPLOAD_AFTER_FINISH_SECONDS = 30 * 60;
 
 export async function handleNodeRequest(ports: ControlPorts, path: string, body: unknown): Promise<ControlResponse> {
   const request = body !== null && typeof body === 'object' ? (body as Record<string, unknown>) : {};
@@ -27,6 +35,8 @@ export async function handleNodeRequest(ports: ControlPorts, path: string, body:
       return result(ports, buildId, request);
     case '/node/heartbeat':
       return heartbeat(ports, buildId, request.resultToken);
+    case '/node/upload':
+      return freshUpload(ports, buildId, request.resultToken);
     default:
       return reply(404, { error: 'unknown node API path' });
   }
@@ -129,4 +139,25 @@ async function heartbeat(ports: ControlPorts, buildId: string, resultToken: unkn
   if (!build || !tokenMatches(resultToken, build.resultTokenHash)) return reply(401, { error: 'wrong result token' });
   // The node learns that its build is over (cancelled, timed out) and can stop early.
   return reply(200, { state: build.state });
+}
+
+/**
+ * A fresh presigned POST for the build's logs, asked for right before the upload: the claim-time
+ * one is signed with the Lambda's temporary credentials and may be dead by the end of a long job.
+ * The result token names the attempt (a relaunch replaces it), so only the node that ran this
+ * attempt gets one, while the build runs or shortly after it ended; never for an attempt sent
+ * back to the queue (the next attempt's logs take its place).
+ */
+async function freshUpload(ports: ControlPorts, buildId: string, resultToken: unknown): Promise<ControlResponse> {
+  const build = await ports.store.getBuild<BuildRecord>(buildId);
+  if (!build || !tokenMatches(resultToken, build.resultTokenHash)) return reply(401, { error: 'wrong result token' });
+  const justFinished =
+    isFinished(build) &&
+    build.finishedAt !== undefined &&
+    ports.now() - build.finishedAt <= UPLOAD_AFTER_FINISH_SECONDS;
+  if (build.state !== 'running' && !justFinished) {
+    return reply(409, { error: `build is ${build.state}`, state: build.state });
+  }
+  const upload = await ports.artifacts.logUpload(build.logKeyPrefix, FRESH_UPLOAD_SECONDS);
+  return reply(200, { upload });
 }

@@ -1,4 +1,4 @@
-/** `POST /node/claim|result|heartbeat` behind a Function URL: lambda/control/node-api.ts. */
+/** `POST /node/claim|result|heartbeat|upload` behind a Function URL: lambda/control/node-api.ts. */
 import type { LambdaFunctionURLEvent, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { MAX_BODY_BYTES } from '../control/http';
 import { handleNodeRequest } from '../control/node-api';

@@ -27,6 +27,9 @@ export interface LocalServer {
 
 class TooLarge extends Error {}
 
+/** The node API's paths (docs/design.md, Node API), as the Function URL serves them. */
+const NODE_PATHS = ['/node/claim', '/node/result', '/node/heartbeat', '/node/upload'];
+
 export async function startLocalServer(options: LocalServerOptions): Promise<LocalServer> {
   const server: Server = createServer((req, res) => {
     route(options, req, res).catch((error: unknown) => {
@@ -72,7 +75,7 @@ async function route(options: LocalServerOptions, req: IncomingMessage, res: Ser
   if (req.method !== 'POST') return send(res, { status: 405, body: { error: 'method not allowed' } });
 
   const webhook = /^\/webhook\/([^/]*)$/.exec(path);
-  const isNode = path === '/node/claim' || path === '/node/result' || path === '/node/heartbeat';
+  const isNode = NODE_PATHS.includes(path);
   if (!webhook && !isNode) return send(res, { status: 404, body: { error: 'not found' } });
   let body: Buffer;
   try {

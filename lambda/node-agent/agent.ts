@@ -1,6 +1,6 @@
 /**
- * One build on one node, start to end: claim -> prepare and run (build-run.ts) -> publish the
- * logs -> report the result.
+ * One build on one node, start to end: claim -> prepare and run (build-run.ts) -> ask for a fresh
+ * upload right and publish the logs -> report the result.
  *
  * Every path ends with a log line and, once a result token is held, a result report, except a
  * timeout: the agent stops the job and uploads its logs but reports nothing, because TIMED_OUT is
@@ -15,8 +15,8 @@ import { ConsoleLog } from './console-log';
 import { describeError, redactUrl } from './http';
 import { InvalidJobError, type ClaimedJob } from './job-spec';
 import { BUILD_ID_PATTERN } from './names';
-import { claimJob, reportResult, type NodeApiOptions, type NodeResult } from './node-api';
-import { publishLogs } from './publish-logs';
+import { claimJob, reportResult, requestUpload, type NodeApiOptions, type NodeResult } from './node-api';
+import { chooseUpload, publishLogs } from './publish-logs';
 
 export interface NodeAgentOptions {
   /** Base URL of the node API (`/node/claim` etc. are appended). */
@@ -37,6 +37,10 @@ export interface NodeAgentOptions {
   claimRetrySeconds?: number;
   resultRetrySeconds?: number;
   uploadRetrySeconds?: number;
+  /** How long to keep asking `/node/upload` for a fresh upload before falling back to the claim's. */
+  uploadRequestRetrySeconds?: number;
+  /** The same after a spot notice (two minutes to live, the upload needs them); default 10 s. */
+  interruptedUploadRequestSeconds?: number;
   httpTimeoutSeconds?: number;
   /** The environment the job's allow-listed variables come from; default `process.env`. */
   env?: NodeJS.ProcessEnv;
@@ -63,6 +67,9 @@ export interface AgentOutcome {
   /** Why the agent could not do its whole work (claim refused, upload or report failed). */
   error?: string;
 }
+
+/** After a spot notice, one request for a fresh upload may take this long (the whole ask: 10 s by default). */
+const INTERRUPTED_REQUEST_TIMEOUT_MS = 5_000;
 
 export function defaultLog(line: string): void {
   process.stderr.write(`${new Date().toISOString()} node-agent: ${line}\n`);
@@ -175,11 +182,24 @@ export async function runNodeAgent(options: NodeAgentOptions): Promise<AgentOutc
 
   note(`result ${result} after ${elapsedSeconds()} s; uploading the logs to ${upload.publicUrl}`);
   await consoleLog.close();
-  const uploadError = await publishLogs(paths.logDir, upload, {
+  // Within a spot notice's two minutes the upload itself needs the time: ask briefly, then fall back.
+  const interrupted = result === 'INTERRUPTED';
+  const requestApi = interrupted ? { ...api, timeoutMs: Math.min(api.timeoutMs, INTERRUPTED_REQUEST_TIMEOUT_MS) } : api;
+  const requestBudgetMs =
+    (interrupted ? (options.interruptedUploadRequestSeconds ?? 10) : (options.uploadRequestRetrySeconds ?? 60)) * 1000;
+  const choice = await chooseUpload(
+    upload,
+    () => requestUpload(requestApi, { buildId: options.buildId, resultToken }, requestBudgetMs),
     log,
-    retryBudgetMs: (options.uploadRetrySeconds ?? 120) * 1000,
-    timeoutMs: (options.httpTimeoutSeconds ?? 30) * 4000,
-  });
+  );
+  const uploadError =
+    'error' in choice
+      ? choice.error
+      : await publishLogs(paths.logDir, choice.upload, {
+          log,
+          retryBudgetMs: (options.uploadRetrySeconds ?? 120) * 1000,
+          timeoutMs: (options.httpTimeoutSeconds ?? 30) * 4000,
+        });
   if (uploadError !== undefined) {
     log(uploadError);
     // A vote must link to its logs: without them the build is an ERROR, not a pass or a fail.

@@ -1,8 +1,8 @@
 /**
- * The node side of the node API (docs/design.md "Node API"): claim, heartbeat and result.
+ * The node side of the node API (docs/design.md "Node API"): claim, heartbeat, upload and result.
  * Tokens go in request bodies only, never in URLs or log lines.
  */
-import { parseClaimResponse, type ClaimedJob } from './job-spec';
+import { parseClaimResponse, uploadSchema, type ClaimedJob, type PresignedUpload } from './job-spec';
 import { describeError, httpRequest, HttpStatusError, redactUrl, withRetries } from './http';
 
 export type NodeResult = 'SUCCESS' | 'FAILURE' | 'ERROR' | 'INTERRUPTED';
@@ -91,6 +91,29 @@ export async function reportResult(
     budgetMs,
     onRetry: (error, delay) => options.log(`result report failed (${describeError(error)}); retrying in ${delay} ms`),
   });
+}
+
+/**
+ * `POST /node/upload`: a fresh presigned POST for the logs, asked for right before publishing them
+ * (the claim-time one may have expired during a long job). Retries transient failures within
+ * `budgetMs`; a refusal (401, 409) or an answer that is not an upload throws at once.
+ */
+export async function requestUpload(
+  options: NodeApiOptions,
+  request: { buildId: string; resultToken: string },
+  budgetMs: number,
+): Promise<PresignedUpload> {
+  const body = await withRetries(() => postJson(options, '/node/upload', request), {
+    budgetMs,
+    onRetry: (error, delay) => options.log(`upload request failed (${describeError(error)}); retrying in ${delay} ms`),
+  });
+  const parsed = uploadSchema.safeParse((body as { upload?: unknown } | undefined)?.upload);
+  if (!parsed.success) {
+    // Field paths only: the fields of a presigned POST are credentials.
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || 'upload'}: ${issue.message}`);
+    throw new Error(`invalid upload response: ${problems.join('; ')}`);
+  }
+  return parsed.data;
 }
 
 /**

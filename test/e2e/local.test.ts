@@ -283,6 +283,11 @@ it('answers malformed and unauthenticated calls with 4xx and changes nothing', a
     body: JSON.stringify({ buildId: 'abcdef0123456789abcd', claimToken: 'guess' }),
   });
   expect(claim.status).toBe(401);
+  const upload = await fetch(`${local.url}/node/upload`, {
+    method: 'POST',
+    body: JSON.stringify({ buildId: 'abcdef0123456789abcd', resultToken: 'guess' }),
+  });
+  expect(upload.status).toBe(401);
   const result = await fetch(`${local.url}/node/result`, { method: 'POST', body: '{"buildId": "$(reboot)"}' });
   expect(result.status).toBe(400);
 

@@ -193,6 +193,15 @@ it('ingests a webhook, hands the buildset to the schedule queue, and launches it
     `logs/${String(change.number % 100).padStart(2, '0')}/${change.number}/1/check/pep8/${buildId.slice(0, 7)}/`,
   );
   expect((await handlers.nodeApi.handler(functionUrlEvent('POST', '/node/claim', claimBody))).statusCode).toBe(401);
+  // Right before uploading, the node gets a freshly signed POST for the same prefix with its result token.
+  const fresh = await handlers.nodeApi.handler(
+    functionUrlEvent('POST', '/node/upload', JSON.stringify({ buildId, resultToken: claimed.resultToken })),
+  );
+  expect(fresh.statusCode).toBe(200);
+  expect((JSON.parse(String(fresh.body)) as { upload: { keyPrefix: string } }).upload.keyPrefix).toBe(
+    claimed.upload.keyPrefix,
+  );
+  expect((await handlers.nodeApi.handler(functionUrlEvent('POST', '/node/upload', claimBody))).statusCode).toBe(401);
 
   ec2.on(TerminateInstancesCommand).resolves({});
   const resultBody = JSON.stringify({

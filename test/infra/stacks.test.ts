@@ -7,7 +7,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { REVIEW_MAX_ATTEMPTS, reviewRetryDelaySeconds } from '../../lambda/adapters/gerrit-client';
-import { REPORT_MAX_RECEIVES, REPORT_RETRY_WINDOW, REPORT_VISIBILITY } from '../../lib/control-plane-stack';
+import {
+  REPORT_MAX_RECEIVES,
+  REPORT_RETRY_WINDOW,
+  REPORT_VISIBILITY,
+  REPORTER_MEMORY_MB,
+  REPORTER_TIMEOUT,
+} from '../../lib/control-plane-stack';
 import { dashboardWidgets, defaultConfigText, removeTempDirs, synthesize, type Synthesized } from './synth';
 
 type Resources = Record<string, { Type: string; Properties?: Record<string, unknown>; DeletionPolicy?: string }>;
@@ -352,6 +358,34 @@ describe('control plane stack', () => {
       FunctionName: { Ref: handlerFunction('reporter').id },
       FunctionResponseTypes: ['ReportBatchItemFailures'],
     });
+  });
+
+  test('the reporter has the time and memory to hash and copy an appliance image, within its queue visibility', () => {
+    const reporter = handlerFunction('reporter').properties;
+    // Streaming and hashing 340-450 MiB plus two copies: minutes, and a full vCPU's network throughput.
+    expect(reporter.Timeout).toBe(REPORTER_TIMEOUT.toSeconds());
+    expect(reporter.Timeout).toBeGreaterThanOrEqual(10 * 60);
+    expect(reporter.MemorySize).toBe(REPORTER_MEMORY_MB);
+    expect(reporter.MemorySize).toBeGreaterThanOrEqual(1024);
+    // A message must not reappear while the invocation that holds it may still run.
+    const reportQueue = Object.values(resourcesOf(synth.controlPlane, 'AWS::SQS::Queue')).find(
+      (queue) =>
+        (queue.Properties?.RedrivePolicy as { maxReceiveCount?: number } | undefined)?.maxReceiveCount ===
+        REPORT_MAX_RECEIVES,
+    );
+    expect(reportQueue?.Properties?.VisibilityTimeout).toBeGreaterThanOrEqual(reporter.Timeout as number);
+    // Every queue a handler consumes: visibility at least the consumer's timeout.
+    const mappings = Object.values(resourcesOf(synth.controlPlane, 'AWS::Lambda::EventSourceMapping'));
+    expect(mappings).toHaveLength(2);
+    const queues = resourcesOf(synth.controlPlane, 'AWS::SQS::Queue');
+    const functionsById = functions();
+    for (const mapping of mappings) {
+      const functionId = (mapping.Properties?.FunctionName as { Ref: string }).Ref;
+      const queueId = (mapping.Properties?.EventSourceArn as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
+      expect(queues[queueId]?.Properties?.VisibilityTimeout).toBeGreaterThanOrEqual(
+        functionsById[functionId]?.Properties?.Timeout as number,
+      );
+    }
   });
 
   test('every dead-letter queue has an alarm to the SNS topic', () => {

@@ -5,6 +5,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { startFakeImds } from './fake-imds';
+import type { Reply } from './fake-node-api';
 import {
   CLAIM_TOKEN,
   DEPENDENCY,
@@ -438,15 +439,17 @@ describe('runNodeAgent uploads', () => {
 
   async function runThrough(proxyUrl: string, run = 'echo hello'): Promise<AgentRun> {
     const started = startAgent(harness, jobSpec(harness, { run }), { uploadRetrySeconds: 3 });
-    const onClaim = harness.api.onClaim;
-    harness.api.onClaim = (body) => {
-      const reply = onClaim(body);
+    // Both the claim's and the fresh upload go through the proxy.
+    const throughProxy = (reply: Reply): Reply => {
       const answer = reply.body as { upload?: { url: string } };
       if (answer.upload) {
         answer.upload = { ...answer.upload, url: `${proxyUrl}${new URL(answer.upload.url).pathname}` };
       }
       return reply;
     };
+    const { onClaim, onUpload } = harness.api;
+    harness.api.onClaim = (body) => throughProxy(onClaim(body));
+    harness.api.onUpload = async (body) => throughProxy(await onUpload(body));
     const outcome = await started.outcome;
     return { ...started, outcome };
   }

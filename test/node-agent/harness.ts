@@ -116,6 +116,13 @@ export function startAgent(
     }
     return { status: 200, body: { job, upload: uploadValue, resultToken: RESULT_TOKEN } };
   };
+  // As the control plane does: a freshly signed POST for the same prefix, for the claim's result token.
+  harness.api.onUpload = async (body) => {
+    if (body.buildId !== buildId || body.resultToken !== RESULT_TOKEN) {
+      return { status: 401, body: { error: 'wrong result token' } };
+    }
+    return { status: 200, body: { upload: await harness.logs.presign(keyPrefix) } };
+  };
   const logLines: string[] = [];
   const workDirReady = mkdtemp(path.join(tmpdir(), 'akanda-ci-agent-'));
   const result = { buildId, keyPrefix, logLines, workDir: '' };
