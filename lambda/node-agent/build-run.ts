@@ -4,6 +4,7 @@
  * over on the control plane, and the agent being told to stop (SIGTERM). Whichever comes first
  * wins; the others are ignored.
  */
+import { TERMINAL_STATES, type BuildState } from '../core/lifecycle';
 import type { ConsoleLog } from './console-log';
 import { describeError } from './http';
 import { GitPrepareError, prepareRepositories, projectDir } from './git-prepare';
@@ -38,17 +39,11 @@ export interface BuildRunOptions {
   signal?: AbortSignal;
 }
 
-/** Build states in which this node's attempt has no further use (lambda/core/lifecycle.ts). */
-const BUILD_OVER_STATES = new Set([
-  'queued',
-  'launching',
-  'succeeded',
-  'failed',
-  'timed_out',
-  'node_failure',
-  'retry_limit',
-  'cancelled',
-]);
+/**
+ * Build states in which this node's attempt has no further use: the build was sent back to the
+ * queue (a newer attempt owns it) or is over.
+ */
+const BUILD_OVER_STATES: ReadonlySet<string> = new Set<BuildState>(['queued', 'launching', ...TERMINAL_STATES]);
 
 const STOPPED_RESULT: Record<StopReason, BuildResult> = {
   timeout: 'TIMED_OUT',
