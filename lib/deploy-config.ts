@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { ConfigError, parseConfig, type Config } from '../lambda/core/config';
-import { deployProblems } from './deploy-checks';
+import { deployProblems } from '../lambda/core/deploy-rules';
 
 /** The config file used when the `config` context key is not set. */
 export const DEFAULT_CONFIG_PATH = 'akanda-ci.yaml';

@@ -1,9 +1,11 @@
 /**
  * `akanda-ci validate-config [--config FILE]`: checks a config file and says what it covers.
- * Exit 0 when valid; 2 with one line per problem on stderr otherwise.
+ * Exit 0 when valid; 2 with one line per problem on stderr otherwise. "Valid" means `cdk synth`
+ * accepts it too: the schema and the same deploy rules (lambda/core/deploy-rules.ts).
  */
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../../lambda/core/config';
+import { deployProblems } from '../../lambda/core/deploy-rules';
 import { DEFAULT_CONFIG_PATH, loadConfigFile } from './load-config';
 
 export async function main(argv: string[]): Promise<number> {
@@ -18,6 +20,11 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     const config = loadConfigFile(configPath);
+    const problems = deployProblems(config, configPath);
+    if (problems.length > 0) {
+      process.stderr.write(`${problems.join('\n')}\n`);
+      return 2;
+    }
     const jobs = config.jobs.length;
     const projects = config.projects.length;
     process.stdout.write(

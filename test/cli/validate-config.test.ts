@@ -38,6 +38,29 @@ describe('akanda-ci validate-config', () => {
     );
   });
 
+  it('rejects what cdk synth rejects: the deploy rules run too', async () => {
+    const file = join(dir, 'undeployable.yaml');
+    writeFileSync(
+      file,
+      [
+        'gerrit: { url: https://review.example.org, username: ci }',
+        'nodes: { devstack: { instanceTypes: [c8i.large], nestedVirtualization: true, rootVolumeGiB: 120 } }',
+        'jobs: [{ name: dsvm, run: x, node: devstack }]',
+        'projects: [{ name: p, check: [dsvm] }]',
+        'deploy: { stackPrefix: AkandaCiWithAVeryLongPrefix }',
+        '',
+      ].join('\n'),
+    );
+    const result = await runCli(['validate-config', '--config', file]);
+    expect(result).toEqual({
+      code: 2,
+      stdout: '',
+      stderr:
+        `${file}: nodes.devstack.instanceTypes[0]: "c8i.large" is too small for devstack: use c8i.2xlarge or larger (at least 8 vCPU and 16 GiB)\n` +
+        `${file}: deploy.stackPrefix: at most 20 characters: it also names the S3 buckets, whose names are limited to 63\n`,
+    });
+  });
+
   it('a missing file is a clear error, exit 2', async () => {
     const result = await runCli(['validate-config', '--config', join(dir, 'nope.yaml')]);
     expect(result).toEqual({

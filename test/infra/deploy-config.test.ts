@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseDocument } from 'yaml';
 import { parseConfig } from '../../lambda/core/config';
-import { deployProblems, vcpusOfSize } from '../../lib/deploy-checks';
+import { deployProblems, vcpusOfSize } from '../../lambda/core/deploy-rules';
 import { loadDeployConfig, parseAvailabilityZones } from '../../lib/deploy-config';
 import { cdkJsonContext, defaultConfigText, removeTempDirs, REPOSITORY_ROOT, tempDir } from './synth';
 

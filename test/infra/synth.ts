@@ -12,7 +12,7 @@ import type { CloudAssembly } from 'aws-cdk-lib/cx-api';
 import { parseConfig, type Config } from '../../lambda/core/config';
 import { buildAgentBundle, type AgentBundle } from '../../lib/agent-bundle';
 import { addAkandaCi, type AkandaCiStacks } from '../../lib/akanda-ci';
-import { deployProblems } from '../../lib/deploy-checks';
+import { deployProblems } from '../../lambda/core/deploy-rules';
 
 export const REPOSITORY_ROOT = join(__dirname, '..', '..');
 

@@ -5,7 +5,7 @@
  * nested virtualization exists on C8i/M8i/R8i alone, that devstack needs 8 vCPU and 16 GiB, or
  * that an amd64 AMI cannot boot on Graviton. Every problem names the key path, like the schema's.
  */
-import { formatIssuePath, type Config, type NodeLabelConfig } from '../lambda/core/config';
+import { formatIssuePath, type Config, type NodeLabelConfig } from './config';
 
 /** Virtual (non-metal) families that expose /dev/kvm when CpuOptions.NestedVirtualization is enabled. */
 export const NESTED_VIRTUALIZATION_FAMILIES: readonly string[] = [
