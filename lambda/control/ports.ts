@@ -24,7 +24,10 @@ export interface QueuePort<T> {
 }
 
 /** The Gerrit REST calls the control plane makes (GerritClient has them). */
-export type GerritPort = Pick<GerritClient, 'getChangedFiles' | 'resolveDependency' | 'postReview' | 'hasReview'>;
+export type GerritPort = Pick<
+  GerritClient,
+  'getChange' | 'getChangedFiles' | 'resolveDependency' | 'postReview' | 'hasReview'
+>;
 
 export interface LogUpload {
   url: string;

@@ -35,6 +35,8 @@ export interface BuildsetRecord extends StoredBuildset {
   buildIds: string[];
   repositories: Repository[];
   dependencies?: ResolvedDependency[];
+  /** Why the scheduler ran no job (a Depends-On cycle, an unresolvable Depends-On): reported instead of builds. */
+  unrunnable?: string;
   /** Review POSTs tried so far. */
   reportAttempts?: number;
   /** Epoch seconds: a retry of the review is due then; earlier deliveries leave it to that retry. */

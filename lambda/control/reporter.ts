@@ -17,7 +17,7 @@
  */
 import { buildsetOutcome } from '../core/lifecycle';
 import type { ReviewOutcome } from '../adapters/gerrit-client';
-import { buildsetReview, REVIEW_TAG } from '../core/report';
+import { buildsetReview, REVIEW_TAG, unrunnableReview } from '../core/report';
 import { promoteImage } from './image-promotion';
 import { describeBuildset } from './ingest';
 import { recordVote } from './metrics';
@@ -38,7 +38,11 @@ export async function reportBuildset(ports: ControlPorts, buildsetId: string): P
     if (!buildset || (buildset.state !== 'scheduled' && buildset.state !== 'reporting')) return DONE;
     const builds = await ports.store.getBuilds<BuildRecord>(buildset.buildIds);
     if (builds.length !== buildset.buildIds.length) return DONE;
-    const outcome = buildsetOutcome(builds, { commentOnly: ports.config.report.commentOnly });
+    // A buildset the scheduler refused to run has no builds: it reports why, as one failed result.
+    const outcome =
+      buildset.unrunnable !== undefined
+        ? { complete: true as const, report: true as const, succeeded: false }
+        : buildsetOutcome(builds, { commentOnly: ports.config.report.commentOnly });
     if (!outcome.complete) return DONE;
     if (!outcome.report) {
       if (await close(ports, buildset, 'cancelled', outcome.why)) return DONE;
@@ -75,11 +79,16 @@ export async function reportBuildset(ports: ControlPorts, buildsetId: string): P
     if (!(await ports.store.putBuildset(claimed))) continue;
 
     const ordered = [...builds].sort((a, b) => a.createdAt - b.createdAt);
-    const review = buildsetReview(buildset.pipeline, ordered, ports.config.report);
+    const review =
+      buildset.unrunnable !== undefined
+        ? unrunnableReview(buildset.pipeline, buildset.unrunnable, ports.config.report)
+        : buildsetReview(buildset.pipeline, ordered, ports.config.report);
     if (!review) return DONE;
     const triplet = { project: buildset.project, branch: buildset.branch, changeId: buildset.changeId };
     const fields = { buildsetId, attempt, change: buildset.change, patchset: buildset.patchset };
-    const previous = attempt > 1 ? await alreadyPosted(ports, buildset, ordered[0]?.logUrl) : 'no';
+    // The first build's log URL is unique to the buildset; without builds, the reason line marks the review.
+    const marker = buildset.unrunnable ?? ordered[0]?.logUrl;
+    const previous = attempt > 1 ? await alreadyPosted(ports, buildset, marker) : 'no';
     const result: ReviewOutcome | { kind: 'posted'; found: true } =
       previous === 'yes'
         ? { kind: 'posted', found: true }

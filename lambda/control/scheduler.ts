@@ -3,7 +3,10 @@
  *
  * 1. Supersede: a new patchset cancels the older patchsets' check buildsets (their nodes are
  *    terminated; a buildset with a cancelled build is never reported, so no vote for them).
- * 2. Resolve the changed files and `Depends-On` through Gerrit REST and re-plan with the core.
+ * 2. Ask Gerrit REST for the change (closed, or a newer patchset: nothing to run), its changed files
+ *    and its `Depends-On` changes, transitively, and re-plan with the core. A Depends-On cycle or
+ *    one that cannot be resolved runs nothing and is reported on the change; Gerrit unreachable is
+ *    retried through the queue (the message fails) rather than guessed around.
  * 3. Create the builds (ids derived from buildset and job, so a retried message re-creates nothing).
  * 4. Launch queued builds, oldest first, while fewer than `limits.maxConcurrentNodes` are out.
  *
@@ -12,8 +15,9 @@
  */
 import { createHash } from 'node:crypto';
 import { logKeyPrefix, type LogLocation } from '../adapters/artifacts';
-import { DependencyError, GerritError } from '../adapters/gerrit-client';
+import { DependencyError, GerritError, type GerritChange } from '../adapters/gerrit-client';
 import { hashToken, newToken } from '../adapters/store';
+import { DependencyCycleError, findDependencyCycle, parseDependsOn, type DependsOnFooter } from '../core/depends-on';
 import { durationSeconds } from '../core/duration';
 import { launchEvent } from '../adapters/fleet';
 import { launchableAt, newBuild } from '../core/lifecycle';
@@ -71,7 +75,7 @@ async function scheduleBuildset(ports: ControlPorts, buildsetId: string): Promis
   if (!buildset || buildset.state !== 'pending') return;
 
   // Events can arrive out of order: a newer patchset's check buildset may already supersede this one.
-  const [siblings, { triggered, dependencies }] = await Promise.all([
+  const [siblings, replanned] = await Promise.all([
     buildset.pipeline === 'check' && buildset.change !== undefined
       ? ports.store.buildsetsOfChange<BuildsetRecord>(buildset.project, buildset.change)
       : Promise.resolve([]),
@@ -83,18 +87,25 @@ async function scheduleBuildset(ports: ControlPorts, buildsetId: string): Promis
     return;
   }
 
+  if (replanned.kind === 'unrunnable') {
+    await scheduleUnrunnable(ports, buildset, replanned.reason);
+    return;
+  }
+  const triggered = replanned.kind === 'run' ? replanned.triggered : undefined;
+  const dependencies = replanned.kind === 'run' ? replanned.dependencies : [];
   const jobs = triggered?.jobs ?? [];
   const now = ports.now();
   if (!triggered || jobs.length === 0) {
+    const reason = replanned.kind === 'skip' ? replanned.reason : 'no job matches the changed files';
     const skipped: BuildsetRecord = {
       ...buildset,
       state: 'skipped',
-      reason: 'no job matches the changed files',
+      reason,
       closedAt: now,
       version: buildset.version + 1,
     };
     if (await ports.store.putBuildset(skipped)) {
-      ports.logger.info(`buildset ${buildsetId}: pending -> skipped (no job to run)`, { buildsetId });
+      ports.logger.info(`buildset ${buildsetId}: pending -> skipped (${reason})`, { buildsetId, reason });
     }
     return;
   }
@@ -167,17 +178,59 @@ async function scheduleBuildset(ports: ControlPorts, buildsetId: string): Promis
   }
 }
 
-/** Re-plans the stored event with what only Gerrit REST knows. Unreachable Gerrit: plan without it. */
-async function replan(
-  ports: ControlPorts,
-  buildset: BuildsetRecord,
-): Promise<{ triggered?: TriggeredBuildset; dependencies: ResolvedDependency[] }> {
+/**
+ * A buildset whose change cannot be tested as it stands: scheduled without builds, so the reporter
+ * posts its one review (the reason and Verified -1) through the usual exactly-once path.
+ */
+async function scheduleUnrunnable(ports: ControlPorts, buildset: BuildsetRecord, reason: string): Promise<void> {
+  const scheduled: BuildsetRecord = {
+    ...buildset,
+    state: 'scheduled',
+    buildIds: [],
+    unrunnable: reason,
+    repositories: [{ project: buildset.project, ref: buildset.ref, revision: buildset.revision }],
+    version: buildset.version + 1,
+  };
+  if (!(await ports.store.putBuildset(scheduled))) return;
+  ports.logger.info(`buildset ${buildset.buildsetId}: pending -> scheduled without builds (${reason})`, {
+    buildsetId: buildset.buildsetId,
+    from: 'pending',
+    to: 'scheduled',
+    reason,
+  });
+  await ports.reportQueue.send({ buildsetId: buildset.buildsetId });
+}
+
+type Replanned =
+  | { kind: 'run'; triggered?: TriggeredBuildset; dependencies: ResolvedDependency[] }
+  | { kind: 'skip'; reason: string }
+  | { kind: 'unrunnable'; reason: string };
+
+/**
+ * Re-plans the stored event with what only Gerrit REST knows: the change's status and current
+ * patchset (stream events carry neither reliably, and a recheck may name an old patchset), its
+ * changed files (unknown: every job runs) and its Depends-On changes. A Gerrit error other than
+ * "no such change" is thrown, so the schedule message is retried.
+ */
+async function replan(ports: ControlPorts, buildset: BuildsetRecord): Promise<Replanned> {
   const raw: unknown = JSON.parse(buildset.eventJson);
   const first = planEvent(ports.config, raw, basicInputs(ports));
   const original = first.triggered[buildset.triggerIndex];
-  if (!original || buildset.change === undefined) return { triggered: original, dependencies: [] };
+  if (!original || buildset.change === undefined) return { kind: 'run', triggered: original, dependencies: [] };
 
-  const inputs: PlanInputs = { ...basicInputs(ports) };
+  let change: GerritChange;
+  try {
+    change = await ports.gerrit.getChange(buildset.change);
+  } catch (error) {
+    if (error instanceof GerritError && error.status === 404) {
+      return { kind: 'skip', reason: `change ${buildset.change} does not exist or is not visible` };
+    }
+    throw error;
+  }
+  if (change.status !== 'NEW')
+    return { kind: 'skip', reason: `change ${change.number} is ${change.status.toLowerCase()}` };
+
+  const inputs: PlanInputs = { ...basicInputs(ports), currentPatchset: change.currentPatchset };
   const locator = buildset.changeId
     ? { project: buildset.project, branch: buildset.branch, changeId: buildset.changeId }
     : buildset.change;
@@ -189,24 +242,96 @@ async function replan(
       error: errorText(error),
     });
   }
+  const withoutDependencies = findTriggered(planEvent(ports.config, raw, inputs), buildset);
+  if (!withoutDependencies.triggered) return { kind: 'skip', reason: withoutDependencies.ignored };
+
+  const resolved = await resolveDependencies(ports, buildset, buildset.change, original.dependsOn);
+  if ('unresolvable' in resolved) return { kind: 'unrunnable', reason: resolved.unresolvable };
+  const { dependencies } = resolved;
+  if (dependencies.length === 0) return { kind: 'run', triggered: withoutDependencies.triggered, dependencies };
+  const plan = planEvent(ports.config, raw, { ...inputs, dependencies });
+  return { kind: 'run', triggered: findTriggered(plan, buildset).triggered, dependencies };
+}
+
+function findTriggered(
+  plan: ReturnType<typeof planEvent>,
+  buildset: BuildsetRecord,
+): { triggered?: TriggeredBuildset; ignored: string } {
+  const triggered = plan.triggered.find((t) => t.pipeline === buildset.pipeline && t.project === buildset.project);
+  return { triggered, ignored: plan.ignored ?? 'no job matches the changed files' };
+}
+
+/** Depends-On chains stop here (changes in all, the tested one excluded): a longer one is reported, not run. */
+export const MAX_DEPENDENCY_CHANGES = 20;
+
+/**
+ * The open changes `footers` name, their own Depends-On footers (from their current commit
+ * messages) and so on, breadth first, each once, at most MAX_DEPENDENCY_CHANGES. A cycle, a
+ * footer on this Gerrit that names no visible change, or too many changes make the buildset
+ * unrunnable. URLs on another server are ignored with a note, as Zuul ignores unknown connections;
+ * merged and abandoned dependencies are not tested with the change.
+ */
+async function resolveDependencies(
+  ports: ControlPorts,
+  buildset: BuildsetRecord,
+  root: number,
+  rootFooters: readonly DependsOnFooter[],
+): Promise<{ dependencies: ResolvedDependency[] } | { unresolvable: string }> {
+  const ownHost = new URL(ports.config.gerrit.url).host.toLowerCase();
+  const graph = new Map<string, string[]>();
   const dependencies: ResolvedDependency[] = [];
-  for (const footer of original.dependsOn) {
-    const reference = footer.form === 'url' ? { url: footer.url } : { changeId: footer.changeId };
-    try {
-      const resolution = await ports.gerrit.resolveDependency(reference, buildset.branch);
-      dependencies.push(...resolution.open);
-    } catch (error) {
-      if (!(error instanceof DependencyError) && !(error instanceof GerritError)) throw error;
-      ports.logger.warn(`buildset ${buildset.buildsetId}: Depends-On not resolved`, {
-        buildsetId: buildset.buildsetId,
-        error: errorText(error),
-      });
+  const seen = new Set<number>([root]);
+  const pending: { change: number; footers: readonly DependsOnFooter[] }[] = [{ change: root, footers: rootFooters }];
+  for (let next = pending.shift(); next; next = pending.shift()) {
+    const edges: string[] = [];
+    graph.set(String(next.change), edges);
+    for (const footer of next.footers) {
+      if (footer.form === 'url' && footer.host !== ownHost) {
+        ports.logger.info(`buildset ${buildset.buildsetId}: Depends-On on another Gerrit ignored`, {
+          buildsetId: buildset.buildsetId,
+          dependsOn: footer.url,
+        });
+        continue;
+      }
+      let open: ResolvedDependency[];
+      try {
+        const reference = footer.form === 'url' ? { url: footer.url } : { changeId: footer.changeId };
+        open = (await ports.gerrit.resolveDependency(reference, buildset.branch)).open;
+      } catch (error) {
+        if (!(error instanceof DependencyError)) throw error;
+        ports.logger.warn(`buildset ${buildset.buildsetId}: Depends-On not resolved`, {
+          buildsetId: buildset.buildsetId,
+          error: errorText(error),
+        });
+        return { unresolvable: `Depends-On ${footerText(footer)} could not be resolved` };
+      }
+      for (const dependency of open) {
+        edges.push(String(dependency.change));
+        if (seen.has(dependency.change)) continue;
+        seen.add(dependency.change);
+        if (dependencies.length >= MAX_DEPENDENCY_CHANGES) {
+          return { unresolvable: `Depends-On: more than ${MAX_DEPENDENCY_CHANGES} changes to test together` };
+        }
+        const change = await ports.gerrit.getChange(dependency.change);
+        dependencies.push({
+          project: change.project,
+          branch: change.branch,
+          change: change.number,
+          patchset: change.currentPatchset,
+          ref: change.ref,
+          revision: change.currentRevision,
+        });
+        pending.push({ change: change.number, footers: parseDependsOn(change.commitMessage ?? '') });
+      }
     }
   }
-  if (dependencies.length > 0) inputs.dependencies = dependencies;
-  const plan = planEvent(ports.config, raw, inputs);
-  const triggered = plan.triggered.find((t) => t.pipeline === buildset.pipeline && t.project === buildset.project);
-  return { triggered, dependencies };
+  const cycle = findDependencyCycle(graph);
+  if (cycle) return { unresolvable: new DependencyCycleError(cycle).message };
+  return { dependencies };
+}
+
+function footerText(footer: DependsOnFooter): string {
+  return footer.form === 'url' ? footer.url : footer.changeId;
 }
 
 function basicInputs(ports: ControlPorts): PlanInputs {

@@ -85,6 +85,19 @@ export function buildsetReview(
   return reviewInput(message, outcome.vote === undefined ? undefined : { [report.label]: outcome.vote });
 }
 
+/**
+ * The review of a buildset that ran nothing because its change cannot be tested as it stands (a
+ * Depends-On cycle, a Depends-On that cannot be resolved): Zuul's failure header, the reason as one
+ * line, the footer, and the negative vote (unless comment-only), so the developer sees it.
+ */
+export function unrunnableReview(pipeline: PipelineName, reason: string, report: Config['report']): ReviewInput {
+  const header = `Build failed (${pipeline} pipeline).`;
+  const line = reason.replace(/\s+/g, ' ').trim();
+  const trailer = report.footer.trim() === '' ? [] : ['', report.footer.replace(/\s+/g, ' ').trim()];
+  const message = [header, '', line, ...trailer].join('\n');
+  return reviewInput(message, report.commentOnly ? undefined : { [report.label]: -1 });
+}
+
 export function reviewInput(message: string, labels: Record<string, 1 | -1> | undefined): ReviewInput {
   return labels === undefined ? { message, tag: REVIEW_TAG } : { message, labels, tag: REVIEW_TAG };
 }

@@ -134,6 +134,7 @@ it('posts one review however many deliveries race for it, even while the first P
   const racing: ControlPorts = {
     ...ports,
     gerrit: {
+      getChange: (...args) => client.getChange(...args),
       getChangedFiles: (...args) => client.getChangedFiles(...args),
       resolveDependency: (...args) => client.resolveDependency(...args),
       hasReview: (...args) => client.hasReview(...args),

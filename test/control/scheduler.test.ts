@@ -1,7 +1,8 @@
 /**
  * Ingest, scheduler, node API and reaper together over the store on dynalite and the Gerrit
  * stand-in: the node limit with its FIFO queue, supersede and abandon, the one-time tokens, and
- * the reaper's deadlines and strays. Nodes are a recording Fleet (what EC2 or child processes
+ * the reaper's deadlines and strays, the change's current patchset and status and its Depends-On
+ * changes (transitive, cycles and unresolvable footers reported once instead of run). Nodes are a recording Fleet (what EC2 or child processes
  * would be); the queues are delivered by the test, one message at a time.
  */
 import type { Fleet, LaunchOutcome, LaunchRequest, ManagedInstance } from '../../lambda/adapters/fleet';
@@ -12,8 +13,9 @@ import { ingestWebhook } from '../../lambda/control/ingest';
 import { handleNodeRequest } from '../../lambda/control/node-api';
 import type { ControlPorts, ReportMessage, ScheduleMessage } from '../../lambda/control/ports';
 import { reap } from '../../lambda/control/reaper';
+import { reportBuildset } from '../../lambda/control/reporter';
 import type { BuildRecord, BuildsetRecord } from '../../lambda/control/records';
-import { handleScheduleMessage, launchQueued } from '../../lambda/control/scheduler';
+import { handleScheduleMessage, launchQueued, MAX_DEPENDENCY_CHANGES } from '../../lambda/control/scheduler';
 import {
   type Emulator,
   ensureTable,
@@ -71,7 +73,7 @@ async function setup(maxConcurrentNodes: number) {
       gerrit: { url: gerrit.url, username: gerrit.username },
       nodes: { small: { instanceTypes: ['c8i.large'] } },
       jobs: [{ name: 'pep8', node: 'small', run: 'tox -e pep8', timeout: '10m' }],
-      projects: [{ name: PROJECT, check: ['pep8'] }],
+      projects: [{ name: PROJECT, check: ['pep8'], gate: ['pep8'] }],
       limits: { maxConcurrentNodes, timeoutGrace: '1m' },
     }),
     store,
@@ -236,4 +238,223 @@ it('times out overdue builds and terminates nodes without a live build', async (
   expect(t.fleet.terminated).toEqual(['i-00000000000000099', build.instanceId]);
   expect(t.reports).toEqual([{ buildsetId }]);
   t.store.destroy();
+});
+
+/** The event as if it had come for an older patchset of its change (a recheck or approval left on it). */
+function onPatchset(event: Record<string, unknown>, changeNumber: number, patchset: number): Record<string, unknown> {
+  const { patchSet } = gerrit.patchsetCreatedEvent(changeNumber, patchset) as { patchSet: unknown };
+  const comment =
+    typeof event.comment === 'string' ? event.comment.replace(/^Patch Set \d+:/, `Patch Set ${patchset}:`) : undefined;
+  return { ...event, patchSet, ...(comment !== undefined ? { comment } : {}) };
+}
+
+describe('the change as Gerrit has it now', () => {
+  it('a recheck or an approval on an old patchset builds nothing: the current patchset comes from Gerrit REST', async () => {
+    const t = await setup(10);
+    const change = gerrit.createChange({ project: PROJECT });
+    gerrit.addPatchset(change.number);
+    clock += 1;
+    const recheck = await t.ingest(onPatchset(gerrit.commentAddedEvent(change.number, 'recheck'), change.number, 1));
+    clock += 1;
+    const approval = await t.ingest(
+      onPatchset(
+        gerrit.commentAddedEvent(change.number, 'Workflow+1', [{ type: 'Workflow', value: '1', oldValue: '0' }]),
+        change.number,
+        1,
+      ),
+    );
+    await t.drain();
+    for (const [buildsetId, pipeline] of [
+      [recheck, 'check'],
+      [approval, 'gate'],
+    ] as const) {
+      expect(await t.store.getBuildset<BuildsetRecord>(buildsetId)).toMatchObject({
+        pipeline,
+        patchset: 1,
+        state: 'skipped',
+        reason: `patchset 1 of change ${change.number} is not current (current: 2)`,
+        buildIds: [],
+      });
+    }
+    // The current patchset still builds.
+    clock += 1;
+    const current = await t.ingest(gerrit.commentAddedEvent(change.number, 'recheck'));
+    await t.drain();
+    expect((await t.buildOf(current)).state).toBe('launching');
+    expect(t.fleet.launches).toHaveLength(1);
+    t.store.destroy();
+  });
+
+  it('a change merged or abandoned since the event gets no check or gate build', async () => {
+    const t = await setup(10);
+    const merged = gerrit.createChange({ project: PROJECT });
+    const abandoned = gerrit.createChange({ project: PROJECT });
+    clock += 1;
+    const check = await t.ingest(gerrit.patchsetCreatedEvent(abandoned.number));
+    const gate = await t.ingest(
+      gerrit.commentAddedEvent(merged.number, 'Workflow+1', [{ type: 'Workflow', value: '1', oldValue: '0' }]),
+    );
+    gerrit.setStatus(merged.number, 'MERGED');
+    gerrit.setStatus(abandoned.number, 'ABANDONED');
+    await t.drain();
+    expect(await t.store.getBuildset<BuildsetRecord>(check)).toMatchObject({
+      state: 'skipped',
+      reason: `change ${abandoned.number} is abandoned`,
+    });
+    expect(await t.store.getBuildset<BuildsetRecord>(gate)).toMatchObject({
+      pipeline: 'gate',
+      state: 'skipped',
+      reason: `change ${merged.number} is merged`,
+    });
+    expect(t.fleet.launches).toEqual([]);
+    t.store.destroy();
+  });
+
+  it('Gerrit unreachable: the schedule message fails (the queue retries it) and nothing is guessed', async () => {
+    const t = await setup(10);
+    const change = gerrit.createChange({ project: PROJECT });
+    gerrit.addPatchset(change.number);
+    clock += 1;
+    const buildsetId = await t.ingest(onPatchset(gerrit.commentAddedEvent(change.number, 'recheck'), change.number, 1));
+    const message = t.schedule.shift()!;
+    gerrit.failRequests({ status: 503, only: 'read', count: 1 });
+    await expect(handleScheduleMessage(t.ports, message)).rejects.toThrow(/HTTP 503/);
+    expect((await t.store.getBuildset<BuildsetRecord>(buildsetId))?.state).toBe('pending');
+    expect(t.fleet.launches).toEqual([]);
+    // The redelivery, with Gerrit back, finds the patchset outdated.
+    await handleScheduleMessage(t.ports, message);
+    expect((await t.store.getBuildset<BuildsetRecord>(buildsetId))?.state).toBe('skipped');
+    expect(t.fleet.launches).toEqual([]);
+    t.store.destroy();
+  });
+});
+
+describe('Depends-On', () => {
+  const NEUTRON = 'stackforge/akanda-neutron';
+  const APPLIANCE = 'stackforge/akanda-appliance';
+  const message = (subject: string, ...dependsOn: string[]) =>
+    [subject, '', ...dependsOn.map((target) => `Depends-On: ${target}`)].join('\n') + '\n';
+  const reviewsOf = (change: number) => gerrit.reviews.filter((r) => r.changeNumber === change);
+
+  it('resolves a two-level chain: the dependencies of a dependency are tested too', async () => {
+    const t = await setup(10);
+    const appliance = gerrit.createChange({ project: APPLIANCE });
+    const neutron = gerrit.createChange({
+      project: NEUTRON,
+      commitMessage: message('Neutron side', gerrit.changeUrl(appliance.number)),
+    });
+    // A URL on another Gerrit server is ignored, as Zuul ignores unknown connections.
+    const rug = gerrit.createChange({
+      project: PROJECT,
+      commitMessage: message('Rug side', gerrit.changeUrl(neutron.number), 'https://review.other.example/c/x/+/5'),
+    });
+    const buildsetId = await t.ingest(gerrit.patchsetCreatedEvent(rug.number));
+    await t.drain();
+    const buildset = await t.store.getBuildset<BuildsetRecord>(buildsetId);
+    expect(buildset?.state).toBe('scheduled');
+    expect(buildset?.repositories).toEqual([
+      {
+        project: PROJECT,
+        ref: gerrit.currentPatchset(rug.number).ref,
+        revision: gerrit.currentPatchset(rug.number).revision,
+      },
+      {
+        project: NEUTRON,
+        ref: gerrit.currentPatchset(neutron.number).ref,
+        revision: gerrit.currentPatchset(neutron.number).revision,
+      },
+      {
+        project: APPLIANCE,
+        ref: gerrit.currentPatchset(appliance.number).ref,
+        revision: gerrit.currentPatchset(appliance.number).revision,
+      },
+    ]);
+    expect(buildset?.dependencies?.map((d) => d.change)).toEqual([neutron.number, appliance.number]);
+    expect(t.fleet.launches).toHaveLength(1);
+    t.store.destroy();
+  });
+
+  it('a cycle runs nothing and is reported once, Zuul-style, with Verified -1', async () => {
+    const t = await setup(10);
+    const rug = gerrit.createChange({ project: PROJECT });
+    const neutron = gerrit.createChange({
+      project: NEUTRON,
+      commitMessage: message('Neutron side', gerrit.changeUrl(rug.number)),
+    });
+    gerrit.addPatchset(rug.number, { commitMessage: message('Rug side', gerrit.changeUrl(neutron.number)) });
+    const buildsetId = await t.ingest(gerrit.patchsetCreatedEvent(rug.number, 2));
+    await t.drain();
+    const reason = `Depends-On cycle: ${rug.number} -> ${neutron.number} -> ${rug.number}`;
+    expect(await t.store.getBuildset<BuildsetRecord>(buildsetId)).toMatchObject({
+      state: 'scheduled',
+      buildIds: [],
+      unrunnable: reason,
+    });
+    expect(t.fleet.launches).toEqual([]);
+    expect(t.reports).toEqual([{ buildsetId }]);
+
+    expect(await reportBuildset(t.ports, buildsetId)).toEqual({ kind: 'done' });
+    expect(await reportBuildset(t.ports, buildsetId)).toEqual({ kind: 'done' });
+    expect(reviewsOf(rug.number).map((r) => [r.patchset, r.input])).toEqual([
+      [
+        2,
+        {
+          message: `Build failed (check pipeline).\n\n${reason}`, // this config has no report footer
+          labels: { Verified: -1 },
+          tag: 'autogenerated:akanda-ci',
+        },
+      ],
+    ]);
+    expect((await t.store.getBuildset<BuildsetRecord>(buildsetId))?.state).toBe('reported');
+    t.store.destroy();
+  });
+
+  it('a footer on this Gerrit naming no change is reported once, even when the answer to the POST is lost', async () => {
+    const t = await setup(10);
+    const missing = `${gerrit.url}/c/${PROJECT}/+/99999`;
+    const rug = gerrit.createChange({ project: PROJECT, commitMessage: message('Rug side', missing) });
+    const buildsetId = await t.ingest(gerrit.patchsetCreatedEvent(rug.number));
+    await t.drain();
+    const reason = `Depends-On ${missing} could not be resolved`;
+    expect(await t.store.getBuildset<BuildsetRecord>(buildsetId)).toMatchObject({
+      state: 'scheduled',
+      unrunnable: reason,
+    });
+    expect(t.fleet.launches).toEqual([]);
+
+    // Gerrit saves the review, then the answer is lost: the retry finds it rather than posting twice.
+    gerrit.failRequests({ status: 503, only: 'review', count: 1, afterApplying: true });
+    expect(await reportBuildset(t.ports, buildsetId)).toEqual({ kind: 'retry', delaySeconds: 1 });
+    clock += 2;
+    expect(await reportBuildset(t.ports, buildsetId)).toEqual({ kind: 'done' });
+    expect(gerrit.reviewPosts.filter((r) => r.changeNumber === rug.number)).toHaveLength(1);
+    const [review] = reviewsOf(rug.number);
+    expect(review?.input).toMatchObject({ labels: { Verified: -1 } });
+    expect(review?.input.message).toBe(`Build failed (check pipeline).\n\n${reason}`);
+    expect((await t.store.getBuildset<BuildsetRecord>(buildsetId))?.state).toBe('reported');
+    t.store.destroy();
+  });
+
+  it(`more than ${MAX_DEPENDENCY_CHANGES} changes to test together are reported, not run`, async () => {
+    const t = await setup(10);
+    let previous = gerrit.createChange({ project: NEUTRON });
+    for (let i = 0; i < MAX_DEPENDENCY_CHANGES; i++) {
+      previous = gerrit.createChange({
+        project: NEUTRON,
+        commitMessage: message(`link ${i}`, gerrit.changeUrl(previous.number)),
+      });
+    }
+    const rug = gerrit.createChange({
+      project: PROJECT,
+      commitMessage: message('Rug side', gerrit.changeUrl(previous.number)),
+    });
+    const buildsetId = await t.ingest(gerrit.patchsetCreatedEvent(rug.number));
+    await t.drain();
+    expect(await t.store.getBuildset<BuildsetRecord>(buildsetId)).toMatchObject({
+      state: 'scheduled',
+      unrunnable: `Depends-On: more than ${MAX_DEPENDENCY_CHANGES} changes to test together`,
+    });
+    expect(t.fleet.launches).toEqual([]);
+    t.store.destroy();
+  });
 });

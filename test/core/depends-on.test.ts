@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import {
   assertNoDependencyCycle,
   DependencyCycleError,
@@ -132,6 +133,73 @@ describe('findDependencyCycle', () => {
     const cycle = findDependencyCycle(chain);
     expect(cycle?.length).toBe(100002);
     expect([cycle?.[0], cycle?.[100001]]).toEqual(['c0', 'c0']);
+  });
+});
+
+describe('findDependencyCycle, property-based', () => {
+  /** Edges as index pairs over `size` nodes named n0..n(size-1). */
+  const arbitraryGraph = fc.integer({ min: 1, max: 12 }).chain((size) =>
+    fc.record({
+      size: fc.constant(size),
+      edges: fc.array(fc.tuple(fc.nat(size - 1), fc.nat(size - 1)), { maxLength: 30 }),
+    }),
+  );
+  const toGraph = (size: number, edges: readonly (readonly [number, number])[]) => {
+    const graph = new Map<string, string[]>();
+    for (let i = 0; i < size; i++) graph.set(`n${i}`, []);
+    for (const [from, to] of edges) graph.get(`n${from}`)!.push(`n${to}`);
+    return graph;
+  };
+  /** Kahn's algorithm, an independent oracle: a graph is acyclic iff every node can be peeled off. */
+  const acyclic = (graph: Map<string, string[]>) => {
+    const dependents = new Map<string, number>([...graph.keys()].map((node) => [node, 0]));
+    for (const targets of graph.values()) for (const t of targets) dependents.set(t, dependents.get(t)! + 1);
+    const free = [...dependents].filter(([, n]) => n === 0).map(([node]) => node);
+    let peeled = 0;
+    for (let node = free.pop(); node !== undefined; node = free.pop()) {
+      peeled++;
+      for (const t of graph.get(node)!) {
+        dependents.set(t, dependents.get(t)! - 1);
+        if (dependents.get(t) === 0) free.push(t);
+      }
+    }
+    return peeled === graph.size;
+  };
+
+  it('finds a cycle exactly when the graph has one, and the path it returns is a real cycle', () => {
+    fc.assert(
+      fc.property(arbitraryGraph, ({ size, edges }) => {
+        const graph = toGraph(size, edges);
+        const cycle = findDependencyCycle(graph);
+        expect(cycle === undefined).toBe(acyclic(graph));
+        if (cycle) {
+          expect(cycle[0]).toBe(cycle[cycle.length - 1]);
+          expect(new Set(cycle.slice(1)).size).toBe(cycle.length - 1);
+          for (let i = 0; i + 1 < cycle.length; i++) expect(graph.get(cycle[i]!)).toContain(cycle[i + 1]);
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('detects any cycle planted in an otherwise acyclic graph', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 2, max: 12 }),
+        fc.array(fc.tuple(fc.nat(11), fc.nat(11)), { maxLength: 30 }),
+        fc.uniqueArray(fc.nat(11), { minLength: 1, maxLength: 6 }),
+        (size, edges, loop) => {
+          // Acyclic: only edges from a lower to a higher index.
+          const forward = edges.filter(([a, b]) => a < size && b < size && a < b);
+          const planted = loop.filter((n) => n < size);
+          fc.pre(planted.length > 0);
+          const cycleEdges = planted.map((n, i): [number, number] => [n, planted[(i + 1) % planted.length]!]);
+          expect(findDependencyCycle(toGraph(size, forward))).toBeUndefined();
+          expect(findDependencyCycle(toGraph(size, [...forward, ...cycleEdges]))).toBeDefined();
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 });
 

@@ -1,5 +1,11 @@
 import type { Build } from '../../lambda/core/lifecycle';
-import { buildsetReview, renderReport, REVIEW_TAG, type FinishedBuild } from '../../lambda/core/report';
+import {
+  buildsetReview,
+  renderReport,
+  REVIEW_TAG,
+  unrunnableReview,
+  type FinishedBuild,
+} from '../../lambda/core/report';
 
 const report = {
   label: 'Verified',
@@ -151,5 +157,29 @@ describe('buildsetReview', () => {
       undefined,
     );
     expect(buildsetReview('check', [], report)).toBe(undefined);
+  });
+});
+
+describe('unrunnableReview', () => {
+  it('reports why nothing ran, Zuul-style, with Verified -1 and the footer', () => {
+    expect(unrunnableReview('check', 'Depends-On cycle: 1234 -> 1240 -> 1234', report)).toEqual({
+      message: `Build failed (check pipeline).\n\nDepends-On cycle: 1234 -> 1240 -> 1234\n\n${report.footer}`,
+      labels: { Verified: -1 },
+      tag: REVIEW_TAG,
+    });
+    const header = unrunnableReview('gate', 'x', report).message.split('\n')[0]!;
+    expect(HEADER.exec(header)?.slice(1)).toEqual(['failed', 'gate']);
+  });
+
+  it('keeps the reason on one line, and comment-only mode votes nothing', () => {
+    const review = unrunnableReview('check', 'Depends-On https://r.example/c/9\n- fake : SUCCESS', {
+      ...report,
+      footer: '',
+      commentOnly: true,
+    });
+    expect(review).toEqual({
+      message: 'Build failed (check pipeline).\n\nDepends-On https://r.example/c/9 - fake : SUCCESS',
+      tag: REVIEW_TAG,
+    });
   });
 });
