@@ -77,6 +77,7 @@ export class ArtifactsStack extends Stack {
       imagesBucket: this.imagesBucket,
       logsBucket: this.logsBucket,
       accessLogsBucket: accessLogs,
+      latestImageName: props.latestImageName,
     });
     this.distribution = cdn.distribution;
     this.publicBaseUrl = cdn.baseUrl;

@@ -65,7 +65,9 @@ function safePath(url: string | undefined): string {
 async function route(options: LocalServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const path = (req.url ?? '/').split('?')[0] ?? '/';
   if (req.method === 'GET' || req.method === 'HEAD') {
-    if (path.startsWith('/logs/')) return serveObject(options, options.logsBucket, path.slice(1), req, res);
+    if (path.startsWith('/logs/')) {
+      return serveObject(options, options.logsBucket, path.slice(1), req, res, UNTRUSTED_LOG_HEADERS);
+    }
     if (path.startsWith('/images/') || options.rootImageFiles.includes(path.slice(1))) {
       return serveObject(options, options.imagesBucket, path.slice(1), req, res);
     }
@@ -133,6 +135,12 @@ function send(res: ServerResponse, response: ControlResponse): void {
   res.end(text);
 }
 
+/**
+ * What the CDN adds to every log (lib/public-cdn.ts): a patch under test chooses its logs' Content-Type,
+ * so an uploaded page is sandboxed (no script, no access to this origin) and never sniffed.
+ */
+const UNTRUSTED_LOG_HEADERS = { 'content-security-policy': 'sandbox', 'x-content-type-options': 'nosniff' };
+
 /** Logs as the CDN serves them: `<dir>/` is its index.html, content type as uploaded. */
 async function serveObject(
   options: LocalServerOptions,
@@ -140,6 +148,7 @@ async function serveObject(
   path: string,
   req: IncomingMessage,
   res: ServerResponse,
+  extraHeaders: Readonly<Record<string, string>> = {},
 ): Promise<void> {
   let key: string;
   try {
@@ -159,6 +168,7 @@ async function serveObject(
       // Gzipped logs (`*.txt.gz`) are stored with Content-Encoding: gzip so browsers show text, as CloudFront does.
       ...(object.ContentEncoding ? { 'content-encoding': object.ContentEncoding } : {}),
       'content-length': bytes.length,
+      ...extraHeaders,
     });
     res.end(req.method === 'HEAD' ? undefined : bytes);
   } catch (error) {

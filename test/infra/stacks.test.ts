@@ -108,7 +108,13 @@ describe('artifacts stack', () => {
     }
     const behaviours = [config.DefaultCacheBehavior, ...config.CacheBehaviors];
     expect(behaviours.map((b) => b.ViewerProtocolPolicy)).toEqual(behaviours.map(() => 'https-only'));
-    expect(config.CacheBehaviors.map((b) => b.PathPattern).sort()).toEqual(['/agent/*', '/images/*', '/logs/*']);
+    expect(config.CacheBehaviors.map((b) => b.PathPattern).sort()).toEqual([
+      '/agent/*',
+      '/images/*',
+      '/images/*/akanda-appliance-latest.qcow2*',
+      '/images/*/latest.json',
+      '/logs/*',
+    ]);
     for (const policy of Object.values(resourcesOf(synth.artifacts, 'AWS::S3::BucketPolicy'))) {
       const statements = (policy.Properties?.PolicyDocument as { Statement: Record<string, unknown>[] }).Statement;
       for (const statement of statements.filter((s) => s.Effect === 'Allow' && s.Action === 's3:GetObject')) {
