@@ -1,17 +1,20 @@
 /**
  * `akanda-ci plan --event FILE|- [--config FILE] [--files a,b,...] [--image-base-url URL]
- * [--current-patchset N]`: prints what a Gerrit event triggers, as JSON on stdout, exit 0 (also
- * when nothing triggers). Invalid input (event, config, options): one line on stderr, exit 2.
+ * [--current-patchset N] [--depends-on PROJECT:CHANGE:PATCHSET,...]`: prints what a Gerrit event
+ * triggers, as JSON on stdout, exit 0 (also when nothing triggers). Invalid input (event, config,
+ * options): one line on stderr, exit 2. `--depends-on` stands for the Depends-On changes the scheduler
+ * would resolve through Gerrit REST, so `build` image mode (a dependency on an appliance change) shows.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../../lambda/core/config';
 import { EventError, MAX_EVENT_TEXT_LENGTH } from '../../lambda/core/events';
-import { planEvent, PlanInputs } from '../../lambda/core/planner';
+import { changeRef, isGerritNumber, nameProblem } from '../../lambda/core/names';
+import { planEvent, PlanInputs, type ResolvedDependency } from '../../lambda/core/planner';
 import { DEFAULT_CONFIG_PATH, loadConfigFile, UsageError } from './load-config';
 
 const USAGE =
-  'usage: akanda-ci plan --event FILE|- [--config FILE] [--files a,b,...] [--image-base-url URL] [--current-patchset N]';
+  'usage: akanda-ci plan --event FILE|- [--config FILE] [--files a,b,...] [--image-base-url URL] [--current-patchset N] [--depends-on PROJECT:CHANGE:PATCHSET,...]';
 
 interface PlanOptions {
   eventPath: string;
@@ -30,6 +33,7 @@ function parseOptions(argv: string[]): PlanOptions {
         files: { type: 'string' },
         'image-base-url': { type: 'string' },
         'current-patchset': { type: 'string' },
+        'depends-on': { type: 'string' },
       },
       strict: true,
     }));
@@ -49,7 +53,31 @@ function parseOptions(argv: string[]): PlanOptions {
     if (!/^[1-9]\d{0,9}$/.test(current)) throw new UsageError('--current-patchset: expected a patchset number');
     inputs.currentPatchset = Number(current);
   }
+  const dependsOn = values['depends-on'];
+  if (dependsOn !== undefined) inputs.dependencies = parseDependencies(dependsOn);
   return { eventPath: values.event, configPath: values.config ?? DEFAULT_CONFIG_PATH, inputs };
+}
+
+/**
+ * `PROJECT:CHANGE:PATCHSET[,...]`. The planner reads only a dependency's project (an appliance
+ * project means `build` image mode); the branch and revision the scheduler gets from Gerrit are
+ * unknown here and left empty, since nothing is fetched from a plan.
+ */
+function parseDependencies(text: string): ResolvedDependency[] {
+  return text.split(',').map((item) => {
+    const match = /^(.+):(\d{1,10}):(\d{1,10})$/.exec(item);
+    const where = `--depends-on ${JSON.stringify(item.slice(0, 120))}`;
+    if (!match) throw new UsageError(`${where}: expected PROJECT:CHANGE:PATCHSET`);
+    const [, project = '', changeText = '', patchsetText = ''] = match;
+    const problem = nameProblem('project', project);
+    if (problem !== undefined) throw new UsageError(`${where}: project ${problem}`);
+    const change = Number(changeText);
+    const patchset = Number(patchsetText);
+    if (!isGerritNumber(change) || !isGerritNumber(patchset)) {
+      throw new UsageError(`${where}: change and patchset must be numbers from 1`);
+    }
+    return { project, branch: '', change, patchset, ref: changeRef(change, patchset), revision: '' };
+  });
 }
 
 async function readStdin(): Promise<string> {

@@ -114,6 +114,26 @@ describe('akanda-ci plan', () => {
     expect(JSON.parse(old.stdout).ignored).toBe('patchset 3 of change 187040 is not current (current: 4)');
   });
 
+  it('--depends-on an appliance change shows build image mode; other projects keep the prebuilt image', async () => {
+    const plan = async (dependsOn: string) => {
+      const result = await runCli([
+        'plan',
+        '--event',
+        fixturePath('ssh-new-patchset-created.json'),
+        '--image-base-url',
+        'https://d111.cloudfront.net',
+        '--depends-on',
+        dependsOn,
+      ]);
+      expect(result.stderr).toBe('');
+      expect(result.code).toBe(0);
+      const jobs = JSON.parse(result.stdout).triggered[0].jobs as { name: string; imageMode: string }[];
+      return jobs.find((job) => job.name === 'dsvm-tempest-akanda')?.imageMode;
+    };
+    expect(await plan('stackforge/akanda-neutron:187050:2,stackforge/akanda-appliance:187051:1')).toBe('build');
+    expect(await plan('stackforge/akanda-neutron:187050:2')).toBe('prebuilt');
+  });
+
   it('invalid JSON: one line on stderr, exit 2', async () => {
     expectOneLineError(
       await runCli(['plan', '--event', '-'], { stdin: '{"type": "patchset-created",' }),
@@ -152,6 +172,18 @@ describe('akanda-ci plan', () => {
     [['--event', 'x', '--bogus'], "Unknown option '--bogus'"],
     [['--event', 'x', '--image-base-url', 'file:///etc'], '--image-base-url: expected an http(s) URL'],
     [['--event', 'x', '--current-patchset', 'three'], '--current-patchset: expected a patchset number'],
+    [
+      ['--event', 'x', '--depends-on', 'stackforge/akanda-appliance:12'],
+      '--depends-on "stackforge/akanda-appliance:12": expected PROJECT:CHANGE:PATCHSET',
+    ],
+    [
+      ['--event', 'x', '--depends-on', 'stackforge/a:1:1,$(reboot)/x:1:1'],
+      '--depends-on "$(reboot)/x:1:1": project may contain only letters, digits',
+    ],
+    [
+      ['--event', 'x', '--depends-on', 'stackforge/a:0:1'],
+      '--depends-on "stackforge/a:0:1": change and patchset must be numbers from 1',
+    ],
   ])('usage errors %j exit 2 with the usage line', async (args, message) => {
     const result = await runCli(['plan', ...args]);
     expect(result.code).toBe(2);
