@@ -79,6 +79,15 @@ export class CiAlarms extends Construct {
       evaluationPeriods: 3,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
+    add('ReportsDeadLettered', {
+      alarmDescription:
+        'akanda-ci: a review was dead-lettered and its vote will never be posted (Gerrit password wrong or expired, account lacks the Verified label, or Gerrit down for over 30 minutes)',
+      metric: ciMetric(METRIC.reportsDeadLettered, { period: Duration.minutes(5) }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
     add('LaunchFailures', {
       alarmDescription: 'akanda-ci: nodes cannot be launched (no spot or on-demand capacity, quota, or IAM)',
       metric: ciMetric(METRIC.launchFailures, { period: Duration.minutes(15) }),

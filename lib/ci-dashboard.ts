@@ -14,7 +14,7 @@ export interface CiDashboardProps {
   readonly maxConcurrentNodes: number;
 }
 
-/** One page for the operator: work waiting, results, launches, time to vote, spend proxy. */
+/** One page for the operator: work waiting, results, launches, time to vote and lost votes, spend proxy. */
 export class CiDashboard extends Construct {
   readonly dashboard: cloudwatch.Dashboard;
 
@@ -60,11 +60,13 @@ export class CiDashboard extends Construct {
         width: 8,
       }),
       new cloudwatch.GraphWidget({
-        title: 'Time to vote',
+        title: 'Time to vote, reviews dead-lettered',
         left: ['p50', 'p90', 'Maximum'].map((statistic) =>
           ciMetric(METRIC.timeToVote, { statistic, label: statistic }),
         ),
+        right: [ciMetric(METRIC.reportsDeadLettered, { label: 'reviews dead-lettered' })],
         leftYAxis: { label: 'seconds', showUnits: false },
+        rightYAxis: { label: 'reviews', showUnits: false },
         width: 8,
       }),
       new cloudwatch.GraphWidget({

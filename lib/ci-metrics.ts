@@ -20,6 +20,8 @@ export const METRIC = {
   runningNodes: 'RunningNodes',
   /** Count (gauge): builds waiting for a node. */
   queuedBuilds: 'QueuedBuilds',
+  /** Count: a review will never be posted (Gerrit refused it, or it failed past every retry). */
+  reportsDeadLettered: 'ReportsDeadLettered',
 } as const;
 
 export function ciMetric(

@@ -37,6 +37,14 @@ export const REPORTER_MEMORY_MB = 1769;
 export const REPORT_VISIBILITY = REPORTER_TIMEOUT;
 /** 20 receives: the reporter's 14 attempts, with room for early duplicates; 300 minutes if it never changes visibility. */
 export const REPORT_MAX_RECEIVES = 20;
+/** Reserved concurrency of ec2-events (a handful of short DynamoDB lookups per event). */
+export const EC2_EVENTS_CONCURRENCY = 5;
+/**
+ * The instance states ec2-events acts on (a node that goes away before claiming its build:
+ * lambda/handlers/ec2-events.ts); the rule matches only these, so `pending` and `running` of every
+ * instance in the account never invoke it.
+ */
+export const NODE_GONE_STATES = ['shutting-down', 'terminated', 'stopping', 'stopped'] as const;
 /** Key prefix of everything nodes upload (docs/design.md, Log layout). */
 export const LOGS_PREFIX = 'logs/*';
 
@@ -150,7 +158,14 @@ export class ControlPlaneStack extends Stack {
     const ingest = make('ingest', { timeout: Duration.seconds(30), reserved: 10, nodeApiUrl: nodeApiBase });
     const ingestUrl = ingest.addFunctionUrl({ authType: lambda.FunctionUrlAuthType.NONE });
     const scheduler = make('scheduler', { timeout: Duration.minutes(2), reserved: 2, nodeApiUrl: nodeApiBase });
-    const ec2Events = make('ec2-events', { timeout: Duration.minutes(1), nodeApiUrl: nodeApiBase });
+    // Its state-change rule sees every instance in the account, not only CI nodes (EventBridge
+    // cannot match on tags): the cap keeps another workload's churn from running up invocations;
+    // throttled events wait in Lambda's asynchronous queue and are retried.
+    const ec2Events = make('ec2-events', {
+      timeout: Duration.minutes(1),
+      reserved: EC2_EVENTS_CONCURRENCY,
+      nodeApiUrl: nodeApiBase,
+    });
     const reaper = make('reaper', { timeout: Duration.minutes(2), reserved: 1, nodeApiUrl: nodeApiBase });
     const reporter = make('reporter', {
       timeout: REPORTER_TIMEOUT,
@@ -203,9 +218,9 @@ export class ControlPlaneStack extends Stack {
       }),
     );
 
-    // Logs: nodes upload through presigned POSTs signed by the node API; promotion of a published
-    // image (copy from the build's artifacts to the images bucket, then invalidate) is done by the
-    // node API or the reporter.
+    // Logs: nodes upload through presigned POSTs signed by the node API (its only S3 right: the
+    // Function URL is public, so it gets nothing it does not use). Promoting a published image
+    // (read the build's artifacts, copy them to the images bucket, invalidate) is the reporter's alone.
     nodeApi.addToRolePolicy(
       new iam.PolicyStatement({
         sid: 'SignLogUploads',
@@ -214,41 +229,39 @@ export class ControlPlaneStack extends Stack {
       }),
     );
     const latest = config.appliance.latestImageName;
-    for (const fn of [nodeApi, reporter]) {
-      fn.addToRolePolicy(
-        new iam.PolicyStatement({
-          sid: 'ReadBuildArtifacts',
-          actions: ['s3:GetObject'],
-          resources: [logsBucket.arnForObjects(LOGS_PREFIX)],
-        }),
-      );
-      fn.addToRolePolicy(
-        new iam.PolicyStatement({
-          sid: 'PublishImages',
-          actions: ['s3:PutObject'],
-          resources: [
-            imagesBucket.arnForObjects('images/*'),
-            imagesBucket.arnForObjects('latest.json'),
-            imagesBucket.arnForObjects(latest),
-            imagesBucket.arnForObjects(`${latest}.sha256`),
-          ],
-        }),
-      );
-      fn.addToRolePolicy(
-        new iam.PolicyStatement({
-          sid: 'InvalidateLatestImage',
-          actions: ['cloudfront:CreateInvalidation'],
-          resources: [
-            this.formatArn({
-              service: 'cloudfront',
-              region: '',
-              resource: 'distribution',
-              resourceName: props.distribution.distributionId,
-            }),
-          ],
-        }),
-      );
-    }
+    reporter.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'ReadBuildArtifacts',
+        actions: ['s3:GetObject'],
+        resources: [logsBucket.arnForObjects(LOGS_PREFIX)],
+      }),
+    );
+    reporter.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'PublishImages',
+        actions: ['s3:PutObject'],
+        resources: [
+          imagesBucket.arnForObjects('images/*'),
+          imagesBucket.arnForObjects('latest.json'),
+          imagesBucket.arnForObjects(latest),
+          imagesBucket.arnForObjects(`${latest}.sha256`),
+        ],
+      }),
+    );
+    reporter.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'InvalidateLatestImage',
+        actions: ['cloudfront:CreateInvalidation'],
+        resources: [
+          this.formatArn({
+            service: 'cloudfront',
+            region: '',
+            resource: 'distribution',
+            resourceName: props.distribution.distributionId,
+          }),
+        ],
+      }),
+    );
 
     // EC2: only the scheduler launches; whoever applies a `terminate` command may terminate.
     const fleetAccess = new FleetAccess(this, 'FleetAccess', {
@@ -280,7 +293,7 @@ export class ControlPlaneStack extends Stack {
       eventPattern: {
         source: ['aws.ec2'],
         detailType: ['EC2 Instance State-change Notification'],
-        detail: { state: ['running', 'shutting-down', 'terminated', 'stopping', 'stopped'] },
+        detail: { state: [...NODE_GONE_STATES] },
       },
       targets: [eventTarget(ec2Events)],
     });

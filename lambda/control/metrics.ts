@@ -43,6 +43,14 @@ export function recordVote(ports: ControlPorts, buildset: BuildsetRecord): void 
   recordMetrics(ports, (metrics) => metrics.seconds('TimeToVoteSeconds', Math.max(0, ports.now() - since), {}));
 }
 
+/**
+ * A review that will never be posted (Gerrit refused it, e.g. 401/403 for a wrong password, or it
+ * kept failing past the retry policy). A 409 drop (change closed) is expected and not counted.
+ */
+export function recordDeadLetteredReport(ports: ControlPorts): void {
+  recordMetrics(ports, (metrics) => metrics.count('ReportsDeadLettered', 1, {}));
+}
+
 /** `eventCreatedOn` of the stored event when it is plausible (not after arrival, not a day before it). */
 export function voteClockStart(buildset: BuildsetRecord): number {
   let created: unknown;

@@ -62,9 +62,10 @@ export type MetricDimensions = {
   NodeSeconds: { Label: string };
   RunningNodes: Record<string, never>;
   QueuedBuilds: Record<string, never>;
+  ReportsDeadLettered: Record<string, never>;
 };
 export type MetricName = keyof MetricDimensions;
-export type CountMetric = 'BuildsFinished' | 'LaunchFailures' | 'RunningNodes' | 'QueuedBuilds';
+export type CountMetric = 'BuildsFinished' | 'LaunchFailures' | 'RunningNodes' | 'QueuedBuilds' | 'ReportsDeadLettered';
 export type SecondsMetric = 'TimeToVoteSeconds' | 'NodeSeconds';
 
 /**

@@ -12,15 +12,16 @@
  *
  * Retries: 5xx, 429, timeouts and network errors are retried with growing delays (the policy in
  * ports, by default the Gerrit client's: 2 s, 4 s, 8 s ... 5 min, > 30 min in all), then the
- * report is dead-lettered with an error log (the alarm's metric filter). 409 (change closed) is
- * logged and dropped; other 4xx are dead-lettered at once.
+ * report is dead-lettered with an error log and the `ReportsDeadLettered` metric (alarmed in
+ * lib/ci-alarms.ts). 409 (change closed) is logged and dropped; other 4xx (401/403: a wrong Gerrit
+ * password) are dead-lettered at once.
  */
 import { buildsetOutcome } from '../core/lifecycle';
 import type { ReviewOutcome } from '../adapters/gerrit-client';
 import { buildsetReview, REVIEW_TAG, unrunnableReview } from '../core/report';
 import { promoteImage } from './image-promotion';
 import { describeBuildset } from './ingest';
-import { recordVote } from './metrics';
+import { recordDeadLetteredReport, recordVote } from './metrics';
 import type { ControlPorts } from './ports';
 import type { BuildRecord, BuildsetRecord, BuildsetState } from './records';
 
@@ -114,6 +115,7 @@ export async function reportBuildset(ports: ControlPorts, buildsetId: string): P
       case 'failed':
         ports.logger.error(`buildset ${buildsetId}: review dead-lettered (${result.reason})`, fields);
         await settle(ports, buildsetId, 'dead_lettered', result.reason);
+        recordDeadLetteredReport(ports);
         return DONE;
       case 'retryable': {
         if (attempt >= ports.reportRetry.maxAttempts) {
@@ -122,6 +124,7 @@ export async function reportBuildset(ports: ControlPorts, buildsetId: string): P
             fields,
           );
           await settle(ports, buildsetId, 'dead_lettered', result.reason);
+          recordDeadLetteredReport(ports);
           return DONE;
         }
         const delaySeconds = ports.reportRetry.delaySeconds(attempt, result.retryAfterSeconds);

@@ -14,6 +14,7 @@ import { voteClockStart } from '../../lambda/control/metrics';
 import { handleNodeRequest } from '../../lambda/control/node-api';
 import type {
   ControlPorts,
+  CountMetric,
   MetricDimensions,
   MetricName,
   MetricsPort,
@@ -47,11 +48,7 @@ interface Recorded {
 class RecordingMetrics implements MetricsPort {
   readonly recorded: Recorded[] = [];
 
-  count<N extends 'BuildsFinished' | 'LaunchFailures' | 'RunningNodes' | 'QueuedBuilds'>(
-    name: N,
-    value: number,
-    dimensions: MetricDimensions[N],
-  ): void {
+  count<N extends CountMetric>(name: N, value: number, dimensions: MetricDimensions[N]): void {
     this.recorded.push({ unit: 'Count', name, value, dimensions: { ...dimensions } });
   }
 
@@ -167,6 +164,7 @@ it('uses the names and the namespace the dashboard and alarms read', () => {
     NodeSeconds: true,
     RunningNodes: true,
     QueuedBuilds: true,
+    ReportsDeadLettered: true,
   };
   expect(Object.keys(names).sort()).toEqual(Object.values(METRIC).sort());
   expect(EMF_NAMESPACE).toBe(METRICS_NAMESPACE);
@@ -267,6 +265,58 @@ it('node time for an interrupted attempt, then TIMED_OUT at the deadline; the re
     { unit: 'Count', name: 'QueuedBuilds', value: 0, dimensions: {} },
   ]);
   t.store.destroy();
+});
+
+describe('reviews that will never be posted', () => {
+  /** A check buildset whose only build finished, ready to report; the metrics recorded so far are taken. */
+  async function finishedBuildset(t: Awaited<ReturnType<typeof setup>>) {
+    const change = gerrit.createChange({ project: PROJECT });
+    const buildsetId = await t.ingest(gerrit.patchsetCreatedEvent(change.number));
+    await t.drain();
+    const build = await t.buildOf(buildsetId);
+    const resultToken = await t.claim(build.buildId);
+    const result = { buildId: build.buildId, resultToken, result: 'SUCCESS', elapsedSeconds: 5 };
+    expect((await handleNodeRequest(t.ports, '/node/result', result)).status).toBe(200);
+    t.metrics.take();
+    return { buildsetId, change };
+  }
+
+  it('a review Gerrit refuses (403: wrong password or no Verified right) is counted once', async () => {
+    const t = await setup();
+    const { buildsetId } = await finishedBuildset(t);
+    gerrit.failNextReviews(1, 403);
+    expect(await reportBuildset(t.ports, buildsetId)).toEqual({ kind: 'done' });
+    expect(await t.store.getBuildset<BuildsetRecord>(buildsetId)).toMatchObject({ state: 'dead_lettered' });
+    // A redelivery of the same report finds it settled and records nothing more.
+    expect(await reportBuildset(t.ports, buildsetId)).toEqual({ kind: 'done' });
+    expect(t.metrics.take()).toEqual([{ unit: 'Count', name: 'ReportsDeadLettered', value: 1, dimensions: {} }]);
+    t.store.destroy();
+  });
+
+  it('a review still failing after the last retry is counted; the retries before it are not', async () => {
+    const t = await setup();
+    const { buildsetId } = await finishedBuildset(t);
+    gerrit.failNextReviews(3, 503); // reportRetry.maxAttempts is 3
+    for (let attempt = 1; attempt < 3; attempt++) {
+      expect(await reportBuildset(t.ports, buildsetId)).toEqual({ kind: 'retry', delaySeconds: 1 });
+      expect(t.metrics.take()).toEqual([]);
+      clock += 1;
+    }
+    expect(await reportBuildset(t.ports, buildsetId)).toEqual({ kind: 'done' });
+    expect(await t.store.getBuildset<BuildsetRecord>(buildsetId)).toMatchObject({ state: 'dead_lettered' });
+    expect(t.metrics.take()).toEqual([{ unit: 'Count', name: 'ReportsDeadLettered', value: 1, dimensions: {} }]);
+    t.store.destroy();
+  });
+
+  it('a review dropped because the change is closed (409) is expected, not counted', async () => {
+    const t = await setup();
+    const { buildsetId } = await finishedBuildset(t);
+    gerrit.failNextReviews(1, 409);
+    expect(await reportBuildset(t.ports, buildsetId)).toEqual({ kind: 'done' });
+    expect(await t.store.getBuildset<BuildsetRecord>(buildsetId)).toMatchObject({ state: 'dropped' });
+    expect(t.metrics.take()).toEqual([]);
+    t.store.destroy();
+  });
 });
 
 it('a metrics port that throws costs the metric, never the build', async () => {

@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { REVIEW_MAX_ATTEMPTS, reviewRetryDelaySeconds } from '../../lambda/adapters/gerrit-client';
 import {
+  EC2_EVENTS_CONCURRENCY,
+  NODE_GONE_STATES,
   REPORT_MAX_RECEIVES,
   REPORT_RETRY_WINDOW,
   REPORT_VISIBILITY,
@@ -401,8 +403,26 @@ describe('control plane stack', () => {
     for (const alarm of alarms)
       expect(alarm.Properties?.AlarmActions).toEqual([{ Ref: expect.stringMatching(/^AlarmsTopic/) }]);
     expect(alarms.map((a) => a.Properties?.MetricName)).toEqual(
-      expect.arrayContaining(['Errors', 'LaunchFailures', 'RunningNodes', 'ApproximateAgeOfOldestMessage']),
+      expect.arrayContaining([
+        'Errors',
+        'LaunchFailures',
+        'RunningNodes',
+        'ApproximateAgeOfOldestMessage',
+        'ReportsDeadLettered',
+      ]),
     );
+    // One dead-lettered review (a 401/403 from Gerrit, or retries exhausted) raises its own alarm at once.
+    synth.controlPlane.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'AkandaCi',
+      MetricName: 'ReportsDeadLettered',
+      Statistic: 'Sum',
+      Period: 300,
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      EvaluationPeriods: 1,
+      TreatMissingData: 'notBreaching',
+      AlarmActions: [{ Ref: Match.stringLikeRegexp('^AlarmsTopic') }],
+    });
     // A review retried for 15 minutes (Gerrit failing) raises the reporter alarm.
     synth.controlPlane.hasResourceProperties('AWS::CloudWatch::Alarm', {
       MetricName: 'ApproximateAgeOfOldestMessage',
@@ -420,7 +440,7 @@ describe('control plane stack', () => {
       'Queue depth',
       'Builds by result',
       'Nodes',
-      'Time to vote',
+      'Time to vote, reviews dead-lettered',
       'Spend proxy: node hours per label',
       'Handler errors',
       'Handler duration p90',
@@ -429,6 +449,7 @@ describe('control plane stack', () => {
     expect(results.expression).toBe(`SEARCH('{AkandaCi,Result} MetricName="BuildsFinished"', 'Sum', 300)`);
     const depth = widgets[0]?.properties.metrics.map((m) => m[1]);
     expect(depth).toEqual(['QueuedBuilds', ...Array(5).fill('ApproximateNumberOfMessagesVisible')]);
+    expect(widgets[3]?.properties.metrics.map((m) => m[1])).toContain('ReportsDeadLettered');
   });
 
   test('EventBridge routes spot interruptions and state changes to ec2-events, and runs the reaper every minute', () => {
@@ -436,17 +457,29 @@ describe('control plane stack', () => {
       EventPattern: { source: ['aws.ec2'], 'detail-type': ['EC2 Spot Instance Interruption Warning'] },
       Targets: [Match.objectLike({ DeadLetterConfig: Match.anyValue() })],
     });
+    // Only the states ec2-events acts on: not every instance's pending/running in the account.
     synth.controlPlane.hasResourceProperties('AWS::Events::Rule', {
-      EventPattern: Match.objectLike({ 'detail-type': ['EC2 Instance State-change Notification'] }),
+      EventPattern: {
+        source: ['aws.ec2'],
+        'detail-type': ['EC2 Instance State-change Notification'],
+        detail: { state: ['shutting-down', 'terminated', 'stopping', 'stopped'] },
+      },
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [handlerFunction('ec2-events').id, 'Arn'] } })],
     });
+    expect(NODE_GONE_STATES).not.toContain('running');
     synth.controlPlane.hasResourceProperties('AWS::Events::Rule', {
       ScheduleExpression: 'rate(1 minute)',
       Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [handlerFunction('reaper').id, 'Arn'] } })],
     });
   });
 
-  test('reserved concurrency caps the public endpoints and the launcher', () => {
+  test('reserved concurrency caps every handler', () => {
     expect(handlerFunction('ingest').properties.ReservedConcurrentExecutions).toBe(10);
+    expect(handlerFunction('reaper').properties.ReservedConcurrentExecutions).toBe(1);
+    expect(handlerFunction('reporter').properties.ReservedConcurrentExecutions).toBe(2);
+    // Its rule sees every instance in the account, so it is capped too.
+    expect(EC2_EVENTS_CONCURRENCY).toBe(5);
+    expect(handlerFunction('ec2-events').properties.ReservedConcurrentExecutions).toBe(5);
     expect(handlerFunction('scheduler').properties.ReservedConcurrentExecutions).toBe(2);
     expect(handlerFunction('node-api').properties.ReservedConcurrentExecutions).toBe(20);
   });
@@ -535,6 +568,41 @@ describe('IAM', () => {
       }),
     ]);
     expect(statements(synth.controlPlane).filter((s) => actionsOf(s).includes('iam:PassRole'))).toEqual([]);
+  });
+
+  test('only the reporter publishes images: the public node API may only sign log uploads', () => {
+    const policiesOf = (rolePrefix: RegExp) =>
+      Object.entries(resourcesOf(synth.controlPlane, 'AWS::IAM::Policy'))
+        .filter(([id]) => rolePrefix.test(id))
+        .flatMap(([, policy]) => (policy.Properties?.PolicyDocument as { Statement: Statement[] }).Statement);
+    const grants = (statement: Statement, action: string) => actionsOf(statement).includes(action);
+    const onImages = (statement: Statement) => JSON.stringify(statement.Resource).includes('-images-');
+
+    const nodeApi = policiesOf(/^NodeApiRole/);
+    expect(nodeApi.length).toBeGreaterThan(0);
+    expect(nodeApi.filter((s) => grants(s, 's3:PutObject') && onImages(s))).toEqual([]);
+    expect(nodeApi.filter((s) => grants(s, 'cloudfront:CreateInvalidation'))).toEqual([]);
+    expect(nodeApi.filter((s) => grants(s, 's3:GetObject'))).toEqual([]);
+    const s3Writes = nodeApi.filter((s) => actionsOf(s).some((a) => a.startsWith('s3:')));
+    expect(s3Writes.map((s) => s.Sid)).toEqual(['SignLogUploads']);
+    expect(JSON.stringify(s3Writes[0]?.Resource)).toContain('-logs-');
+
+    const reporter = policiesOf(/^ReporterRole/);
+    expect(reporter.filter((s) => grants(s, 's3:PutObject') && onImages(s)).map((s) => s.Sid)).toEqual([
+      'PublishImages',
+    ]);
+    expect(reporter.filter((s) => grants(s, 'cloudfront:CreateInvalidation')).map((s) => s.Sid)).toEqual([
+      'InvalidateLatestImage',
+    ]);
+
+    // No other handler may write images or invalidate the CDN.
+    const writers = Object.entries(resourcesOf(synth.controlPlane, 'AWS::IAM::Policy')).filter(([, policy]) => {
+      const document = policy.Properties?.PolicyDocument as { Statement: Statement[] };
+      return document.Statement.some(
+        (s) => grants(s, 'cloudfront:CreateInvalidation') || (grants(s, 's3:PutObject') && onImages(s)),
+      );
+    });
+    expect(writers.map(([id]) => id)).toEqual([expect.stringMatching(/^ReporterRole/)]);
   });
 
   test('handlers use their own roles, not AWSLambdaBasicExecutionRole', () => {
