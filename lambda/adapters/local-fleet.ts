@@ -19,6 +19,11 @@ export interface LocalFleetOptions {
   workRoot: string;
   /** The agent's entry point; default lambda/node-agent/main.ts of this checkout. */
   agentEntry?: string;
+  /**
+   * Instance metadata endpoint each agent watches for the spot interruption notice (`--imds-url`);
+   * unset, local nodes watch none. An IMDS stand-in here rehearses interruptions locally.
+   */
+  imdsUrl?: string;
   /** Between SIGTERM and SIGKILL on terminate. Default 10 s. */
   killGraceMs?: number;
   /** A node process ended (normally after reporting, or killed): the control plane decides. */
@@ -64,6 +69,7 @@ export class LocalFleet implements Fleet {
           request.buildId,
           '--work-dir',
           workDir,
+          ...(this.options.imdsUrl === undefined ? [] : ['--imds-url', this.options.imdsUrl]),
         ],
         {
           // The node runs untrusted code: it gets a clean environment (never the CI's secrets), and the

@@ -42,6 +42,8 @@ export interface LocalOptions {
   retryScale: number;
   /** Where the log lines go (stdout for the command). */
   write(line: string): void;
+  /** When set, every node agent watches this IMDS for the spot interruption notice (`--node-imds-url`). */
+  nodeImdsUrl?: string;
   /** When set, the node agent entry point (default: this checkout's). */
   agentEntry?: string;
   /** Nodes from elsewhere instead of node-agent child processes (the control-plane benchmark). */
@@ -138,6 +140,7 @@ export async function startLocal(options: LocalOptions): Promise<LocalRuntime> {
       apiUrl: url,
       workRoot: join(options.dataDir, 'nodes'),
       ...(options.agentEntry ? { agentEntry: options.agentEntry } : {}),
+      ...(options.nodeImdsUrl ? { imdsUrl: options.nodeImdsUrl } : {}),
       onExit: ({ instanceId, buildId, code, signal }) => {
         if (stopping) return;
         logger.info(`node ${instanceId} (build ${buildId}) exited (${signal ?? `status ${code}`})`);

@@ -42,3 +42,23 @@ it('refuses a bad port, an unknown option, a missing token and an unreadable con
   expect(missing.stderr).toContain('/nonexistent/akanda-ci.yaml: cannot read the config file (ENOENT)');
   expect(missing.stdout).not.toContain('listening');
 });
+
+it('documents --node-imds-url and refuses an IMDS URL that is not a plain http(s) base', () => {
+  expect(runLocal(['--help']).stdout).toContain(
+    '--node-imds-url URL  nodes watch URL/latest/meta-data/spot/instance-action',
+  );
+  for (const url of [
+    '169.254.169.254',
+    'file:///etc/passwd',
+    'http://user:secret@127.0.0.1:1',
+    'http://127.0.0.1:1/?x=1',
+  ]) {
+    const refused = runLocal(['--node-imds-url', url]);
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toMatch(
+      /^akanda-ci local: --node-imds-url must be (an http\(s\) URL|a base URL without credentials, query or fragment)\n/,
+    );
+    expect(refused.stderr).not.toContain('secret');
+    expect(refused.stdout).not.toContain('listening');
+  }
+});

@@ -1,7 +1,8 @@
 /**
  * An IMDSv2 stand-in on 127.0.0.1: a session token from `PUT /latest/api/token` is required on
  * every GET (401 otherwise), instance tags under `/latest/meta-data/tags/instance/<key>`, and
- * `/latest/meta-data/spot/instance-action` answering 404 until `interrupt()`.
+ * `/latest/meta-data/spot/instance-action` answering 404 until `interrupt()` (from then on), or
+ * once after `interruptNext()` (the next node to ask gets the notice, later ones 404 again).
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
@@ -11,14 +12,23 @@ export interface FakeImds {
   url: string;
   /** GETs that came without a valid token. */
   unauthorized: number;
+  /** Notices served so far (200 answers on `spot/instance-action`). */
+  noticesServed: number;
   interrupt(): void;
+  /** Serves the notice to the next `spot/instance-action` request only. */
+  interruptNext(): void;
   close(): Promise<void>;
+}
+
+function instanceAction(): string {
+  return JSON.stringify({ action: 'terminate', time: new Date(Date.now() + 120_000).toISOString() });
 }
 
 export async function startFakeImds(tags: Record<string, string>): Promise<FakeImds> {
   const token = randomBytes(16).toString('hex');
   let notice: string | undefined;
-  const state = { unauthorized: 0 };
+  let noticeOnce = false;
+  const state = { unauthorized: 0, noticesServed: 0 };
   const server = http.createServer((req, res) => {
     const path = decodeURIComponent(req.url ?? '');
     if (req.method === 'PUT' && path === '/latest/api/token') {
@@ -44,7 +54,9 @@ export async function startFakeImds(tags: Record<string, string>): Promise<FakeI
       return;
     }
     if (path === '/latest/meta-data/spot/instance-action' && notice !== undefined) {
+      state.noticesServed++;
       res.writeHead(200, { 'content-type': 'text/plain' }).end(notice);
+      if (noticeOnce) notice = undefined;
       return;
     }
     res.writeHead(404).end();
@@ -56,8 +68,16 @@ export async function startFakeImds(tags: Record<string, string>): Promise<FakeI
     get unauthorized() {
       return state.unauthorized;
     },
+    get noticesServed() {
+      return state.noticesServed;
+    },
     interrupt() {
-      notice = JSON.stringify({ action: 'terminate', time: new Date(Date.now() + 120_000).toISOString() });
+      noticeOnce = false;
+      notice = instanceAction();
+    },
+    interruptNext() {
+      noticeOnce = true;
+      notice = instanceAction();
     },
     close: () =>
       new Promise<void>((resolve) => {
