@@ -81,6 +81,9 @@ export AKANDA_CI_STARTED_AT COMMANDS_FILE
 rm -f "$AKANDA_CI_LOG_DIR/failure.txt"
 
 phase=setup
+# Set before a failure whose cause is known better than "<phase> exited N" (failure.txt's reason).
+FAILURE_REASON=''
+FAILURE_HINT=''
 PHASE_HINTS=(
   "prepare:repos.txt and commands.txt"
   "devstack:logs/stack.sh.txt(.gz) and the service logs in logs/"
@@ -109,7 +112,12 @@ finish() {
     local why="exited $status"
     ((status == 124 || status == 137)) && why="ran out of the job's time limit"
     ((status == 143)) && why="was stopped (SIGTERM: cancelled, or the agent's time limit)"
-    printf 'phase: %s\nstatus: %s\nreason: %s %s\nsee: %s\n' "$phase" "$status" "$phase" "$why" "$hint" \
+    local reason="$phase $why"
+    if [[ -n $FAILURE_REASON ]]; then
+      reason=$FAILURE_REASON why=$FAILURE_REASON
+      hint=${FAILURE_HINT:-$hint}
+    fi
+    printf 'phase: %s\nstatus: %s\nreason: %s\nsee: %s\n' "$phase" "$status" "$reason" "$hint" \
       >"$AKANDA_CI_LOG_DIR/failure.txt"
     log "FAILED in phase $phase ($why); see $hint"
   fi
@@ -178,7 +186,7 @@ is_in_projects() {
 
 is_prepared_short() {
   local project
-  for project in ${AKANDA_CI_PREPARED_PROJECTS:-} "$AKANDA_CI_PROJECT"; do
+  for project in ${PREPARED_PROJECTS[@]+"${PREPARED_PROJECTS[@]}"} "$AKANDA_CI_PROJECT"; do
     [[ $(short_name "$project") == "$1" ]] && return 0
   done
   return 1
@@ -274,7 +282,7 @@ projects=("${AKANDA_PROJECTS[@]}" "${OPENSTACK_PROJECTS[@]}" ${extra_projects[@]
 # A Depends-On change to anything else is a library devstack would install from PyPI: it must
 # come from its checkout instead (LIBS_FROM_GIT), or the change would not be tested.
 libs_from_git=()
-for project in ${AKANDA_CI_PREPARED_PROJECTS:-} "$AKANDA_CI_PROJECT"; do
+for project in ${PREPARED_PROJECTS[@]+"${PREPARED_PROJECTS[@]}"} "$AKANDA_CI_PROJECT"; do
   if ! is_in_projects "$(short_name "$project")"; then
     projects+=("$project")
     libs_from_git+=("$(short_name "$project")")
@@ -304,8 +312,24 @@ run cp "$AKANDA_CI_LOG_DIR/local.conf" "$DEST/devstack/local.conf"
 if [[ -d $FILES_CACHE ]]; then run cp -R "$FILES_CACHE/." "$DEST/devstack/files/"; fi
 if [[ $AKANDA_CI_IMAGE_MODE == prebuilt ]]; then
   # devstack's upload_image reuses files/<name of the URL>: verify it there before devstack runs.
+  fetch_status=0
   run "$AKANDA_CI_JOBS_DIR/fetch-verified-image.sh" "$AKANDA_CI_IMAGE_URL" \
-    "$DEST/devstack/files/${AKANDA_CI_IMAGE_URL##*/}"
+    "$DEST/devstack/files/${AKANDA_CI_IMAGE_URL##*/}" || fetch_status=$?
+  case $fetch_status in
+    0) ;;
+    4)
+      # After the first deploy, until an image is seeded or an appliance change merges.
+      FAILURE_REASON="no appliance image has been published yet: see docs/infrastructure.md#seed-the-first-image"
+      FAILURE_HINT="docs/infrastructure.md#seed-the-first-image (the image URL: $AKANDA_CI_IMAGE_URL)"
+      exit 4
+      ;;
+    5)
+      FAILURE_REASON="the appliance image does not match its published sha256 (a partial or replaced upload): not used"
+      FAILURE_HINT="commands.txt and the job output (the URL, and both checksums)"
+      exit 5
+      ;;
+    *) exit "$fetch_status" ;;
+  esac
 fi
 if [[ $STACK_USER != "$(id -un)" ]]; then
   [[ $(id -u) == 0 || $DRY_RUN == 1 ]] || die "run as root (or as $STACK_USER) to set up devstack"

@@ -28,16 +28,14 @@ require_branch AKANDA_CI_BRANCH
 require_match AKANDA_CI_GIT_URL '^(https?|file|ssh|git)://[A-Za-z0-9._~%+=@:,/-]+$' 'a plain git URL'
 MIRROR_DIR=${AKANDA_CI_GIT_MIRROR_DIR:-/opt/git}
 require_safe_path MIRROR_DIR
-for project in ${AKANDA_CI_PREPARED_PROJECTS:-}; do
-  is_project_name "$project" || die "AKANDA_CI_PREPARED_PROJECTS has an invalid project name: $(shown "$project")"
-done
+load_prepared_projects
 for project in "$@"; do
   is_project_name "$project" || die "not a valid project name: $(shown "$project")"
 done
 
 is_prepared() {
   local project
-  for project in ${AKANDA_CI_PREPARED_PROJECTS:-}; do
+  for project in ${PREPARED_PROJECTS[@]+"${PREPARED_PROJECTS[@]}"}; do
     [[ $project == "$1" ]] && return 0
   done
   return 1

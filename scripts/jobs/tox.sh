@@ -43,6 +43,26 @@ ensure_tox() {
   die "tox is not installed and could not be installed (needs python3 with venv and PyPI, or apt-get as root)"
 }
 
+# py27*: tox needs a python2.7 interpreter. Ubuntu 20.04 and 22.04 have the package (universe);
+# Ubuntu 24.04, the default node AMI, has none, and then the job stops here with exit status 3
+# and says why, instead of tox's InterpreterNotFound deep in its output (docs/jobs.md, "py27").
+# The default config makes py27 non-voting for that reason, so no review gets -1 from it.
+PYTHON27_PACKAGES=(python2.7 python2.7-dev)
+ensure_python27() {
+  [[ $TOX_ENV == py27* ]] || return 0
+  command -v python2.7 >/dev/null 2>&1 && return 0
+  log "python2.7 is not installed; installing ${PYTHON27_PACKAGES[*]}"
+  if command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
+    run env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q \
+      --no-install-recommends "${PYTHON27_PACKAGES[@]}" || true
+    command -v python2.7 >/dev/null 2>&1 && return 0
+  fi
+  printf 'akanda-ci: error: tox -e %s needs python2.7, which this node lacks and apt-get could not install %s\n' \
+    "$(shown "$TOX_ENV")" '(Ubuntu 24.04 has no python2.7 package: see docs/jobs.md, "py27 and Python 2.7")' >&2
+  log "FAILED: no python2.7 on this node (an environment problem, not the change)"
+  exit 3
+}
+
 publish() {
   local dest="$AKANDA_CI_LOG_DIR/tox/$TOX_ENV"
   mkdir -p "$dest"
@@ -63,6 +83,7 @@ publish() {
 }
 
 ensure_tox
+ensure_python27
 # The agent stops a job with SIGTERM to its process group: publish what tox left, then stop.
 trap 'stop_limited; publish; log "FAILED: tox -e $TOX_ENV was stopped (SIGTERM)"; exit 143' TERM INT
 status=0

@@ -11,6 +11,7 @@ import { AddressInfo } from 'node:net';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { findJob, parseConfig } from '../../lambda/core/config';
+import { PlannedJob, planEvent } from '../../lambda/core/planner';
 import {
   JOBS,
   REPO_ROOT,
@@ -262,14 +263,38 @@ describe('a Depends-On change to a library devstack would install from PyPI', ()
   });
 });
 
-describe('a change on stable/kilo', () => {
+describe('a change on stable/kilo, planned from its Gerrit event with a pinned image', () => {
   let c: Case;
   const stableImage = 'https://images.example.org/akanda-appliance-stable-kilo.qcow2';
+  let planned: PlannedJob;
 
   beforeAll(async () => {
-    c = newCase([{ project: AKANDA.rug, ref: world.rugKiloChange.ref }], {
-      AKANDA_CI_BRANCH: 'stable/kilo',
-      AKANDA_CI_IMAGE_URL: stableImage,
+    // The shipped config with the kilo image pinned, and the patchset-created event of the kilo change.
+    const yaml = readFileSync(join(REPO_ROOT, 'akanda-ci.yaml'), 'utf8').replace(
+      'pinnedImages: {}',
+      `pinnedImages: { 'stable/kilo': '${stableImage}' }`,
+    );
+    expect(yaml).toContain(stableImage);
+    const event = JSON.parse(
+      readFileSync(join(REPO_ROOT, 'test', 'fixtures', 'gerrit-events', 'ssh-new-patchset-created.json'), 'utf8'),
+    ) as { change: Record<string, unknown>; patchSet: Record<string, unknown>; refName?: string };
+    event.change.project = AKANDA.rug;
+    event.change.branch = 'stable/kilo';
+    event.change.number = world.rugKiloChange.change;
+    event.patchSet.number = world.rugKiloChange.patchset;
+    event.patchSet.ref = world.rugKiloChange.ref;
+    event.patchSet.revision = world.rugKiloChange.revision;
+    event.refName = 'refs/heads/stable/kilo';
+    // The image store is deployed too, so without the pin the planner would pick the branch's rolling image.
+    const plan = planEvent(parseConfig(yaml, 'akanda-ci.yaml'), event, { imageBaseUrl: 'https://cdn.example.org' });
+    const buildset = plan.triggered[0]!;
+    expect(buildset.branch).toBe('stable/kilo');
+    planned = buildset.jobs.find((job) => job.name === 'dsvm-tempest-akanda')!;
+    expect(planned).toBeDefined();
+    c = newCase([{ project: AKANDA.rug, ref: buildset.ref }], {
+      AKANDA_CI_BRANCH: buildset.branch,
+      AKANDA_CI_IMAGE_MODE: planned.imageMode,
+      AKANDA_CI_IMAGE_URL: planned.imageUrl ?? '',
     });
     const result = await dryRun(c);
     expect(result.stderr).toBe('');
@@ -295,10 +320,17 @@ describe('a change on stable/kilo', () => {
     });
   });
 
-  it("uses the stable branch's pinned image", () => {
+  it("carries the planner's choice, the branch's pinned image, into local.conf and the image check", () => {
+    expect(planned.imageMode).toBe('prebuilt');
+    expect(planned.imageUrl).toBe(stableImage);
     const localrc = sourceLocalrc(join(c.logDir, 'local.conf'), LOCALRC_NAMES);
     expect(localrc.vars.AKANDA_DEV_APPLIANCE_URL).toBe(stableImage);
+    expect(localrc.vars.ASTARA_DEV_APPLIANCE_URL).toBe(stableImage);
     expect(readFileSync(join(c.logDir, 'local.conf'), 'utf8')).toContain('branch stable/kilo');
+    const verify = readCommands(join(c.logDir, 'commands.txt'))
+      .map(shellWords)
+      .find((w) => w[0] === join(JOBS, 'fetch-verified-image.sh'));
+    expect(verify?.slice(1)).toEqual([stableImage, `${c.dest}/devstack/files/akanda-appliance-stable-kilo.qcow2`]);
   });
 });
 
@@ -364,6 +396,9 @@ describe('hostile input', () => {
     ['AKANDA_CI_REF', 'refs/changes/45/12345/3 ; id', /AKANDA_CI_REF is not a change ref/],
     ['AKANDA_CI_REVISION', '$(id)', /AKANDA_CI_REVISION is not a 40-hex commit id/],
     ['AKANDA_CI_PREPARED_PROJECTS', 'stackforge/akanda-rug ../../etc', /invalid project name: \.\.\/\.\.\/etc/],
+    // run from the case directory, which holds `workspace`: a glob must be refused, not expanded
+    ['AKANDA_CI_PREPARED_PROJECTS', 'stackforge/akanda-rug work*', /invalid project name: work\\\*$/m],
+    ['AKANDA_CI_PREPARED_PROJECTS', 'workspac? stackforge/akanda-rug', /invalid project name: workspac\\\?$/m],
     ['AKANDA_CI_WORKSPACE', '/tmp/work space', /AKANDA_CI_WORKSPACE is not an absolute path/],
     ['AKANDA_CI_CHANGE', '12345;id', /AKANDA_CI_CHANGE is not a number/],
   ];
@@ -461,6 +496,8 @@ describe('a real run with stand-in devstack and test suites', () => {
     server = createServer((req, res) => {
       if (req.url === '/images/akanda-appliance-latest.qcow2') res.end(image);
       else if (req.url === '/images/akanda-appliance-latest.qcow2.sha256') res.end(`${sha}  x.qcow2\n`);
+      else if (req.url === '/images/tampered.qcow2') res.end(Buffer.concat([image, Buffer.from('tampered')]));
+      else if (req.url === '/images/tampered.qcow2.sha256') res.end(`${sha}  tampered.qcow2\n`);
       else res.writeHead(404).end();
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -565,12 +602,32 @@ describe('a real run with stand-in devstack and test suites', () => {
     expect(stdout).toMatch(/FAILED in phase devstack/);
   });
 
-  it('refuses a prebuilt image whose checksum does not match, before devstack runs', async () => {
+  it('says no image has been published yet when the image store has none (HTTP 404), before devstack runs', async () => {
     const c = realCase({ AKANDA_CI_IMAGE_URL: `${imageBase}/missing.qcow2` });
     const result = await run(c);
-    expect(result.status).toBe(2);
-    expect(result.stderr).toMatch(/cannot download the checksum/);
-    expect(readFileSync(join(c.logDir, 'failure.txt'), 'utf8')).toMatch(/^phase: devstack\n/);
+    expect(result.status).toBe(4);
+    expect(result.stderr).toMatch(
+      /no appliance image has been published yet: \S+\/missing\.qcow2\.sha256 answered HTTP 404/,
+    );
+    expect(result.stdout).toMatch(/FAILED in phase devstack \(no appliance image has been published yet/);
+    expect(readFileSync(join(c.logDir, 'failure.txt'), 'utf8')).toBe(
+      'phase: devstack\nstatus: 4\n' +
+        'reason: no appliance image has been published yet: see docs/infrastructure.md#seed-the-first-image\n' +
+        `see: docs/infrastructure.md#seed-the-first-image (the image URL: ${imageBase}/missing.qcow2)\n`,
+    );
+    expect(readCommands(join(c.logDir, 'commands.txt')).some((line) => line.endsWith('./stack.sh'))).toBe(false);
+  });
+
+  it('refuses a prebuilt image whose checksum does not match, and says so, before devstack runs', async () => {
+    const c = realCase({ AKANDA_CI_IMAGE_URL: `${imageBase}/tampered.qcow2` });
+    const result = await run(c);
+    expect(result.status).toBe(5);
+    expect(result.stderr).toMatch(/tampered\.qcow2\.sha256 says [0-9a-f]{64}: not using it/);
+    expect(readFileSync(join(c.logDir, 'failure.txt'), 'utf8')).toBe(
+      'phase: devstack\nstatus: 5\n' +
+        'reason: the appliance image does not match its published sha256 (a partial or replaced upload): not used\n' +
+        'see: commands.txt and the job output (the URL, and both checksums)\n',
+    );
     expect(readCommands(join(c.logDir, 'commands.txt')).some((line) => line.endsWith('./stack.sh'))).toBe(false);
   });
 });

@@ -18,11 +18,17 @@ let server: Server;
 let base: string;
 let files: Record<string, Buffer | string>;
 let requests: string[];
+let statusOverride: Record<string, number>;
 
 beforeAll(async () => {
   root = tempDir('image-fetch');
   server = createServer((req, res) => {
     requests.push(req.url ?? '');
+    const status = statusOverride[req.url ?? ''];
+    if (status !== undefined) {
+      res.writeHead(status).end('<Error>refused</Error>');
+      return;
+    }
     const body = files[req.url ?? ''];
     if (body === undefined) {
       res.writeHead(404).end('not found');
@@ -36,6 +42,7 @@ beforeAll(async () => {
 
 beforeEach(() => {
   requests = [];
+  statusOverride = {};
   files = {
     '/images/akanda-appliance-latest.qcow2': IMAGE,
     // the publisher writes sha256sum's format, naming the file it hashed
@@ -64,20 +71,47 @@ it('downloads the image when its sha256 matches the published checksum', async (
 it('refuses an image whose sha256 does not match, and leaves nothing behind', async () => {
   files['/images/akanda-appliance-latest.qcow2'] = Buffer.concat([IMAGE, Buffer.from('tampered')]);
   const { result, target } = await fetchImage(`${base}/images/akanda-appliance-latest.qcow2`);
-  expect(result.status).toBe(2);
-  expect(result.stderr).toMatch(new RegExp(`says ${SHA}: not using it`));
+  expect(result.status).toBe(5);
+  expect(result.stderr).toMatch(new RegExp(`says ${SHA}: not using it\n$`));
   expect(existsSync(target)).toBe(false);
   expect(existsSync(`${target}.part`)).toBe(false);
 });
 
-it('refuses to use an image without a published checksum', async () => {
-  delete files['/images/akanda-appliance-latest.qcow2.sha256'];
-  const { result, target } = await fetchImage(`${base}/images/akanda-appliance-latest.qcow2`);
+describe('nothing published yet (the first deploy, before an image is seeded or published)', () => {
+  const notPublished = (url: string, status: number) =>
+    `akanda-ci: error: no appliance image has been published yet: ${url} answered HTTP ${status} ` +
+    '(see docs/infrastructure.md#seed-the-first-image)\n';
+
+  it('exits 4 and says so when the checksum is missing (HTTP 404)', async () => {
+    delete files['/images/akanda-appliance-latest.qcow2.sha256'];
+    const { result, target } = await fetchImage(`${base}/images/akanda-appliance-latest.qcow2`);
+    expect(result.status).toBe(4);
+    expect(result.stderr).toBe(notPublished(`${base}/images/akanda-appliance-latest.qcow2.sha256`, 404));
+    expect(existsSync(target)).toBe(false);
+  });
+
+  it('exits 4 when the checksum is there but the image is not', async () => {
+    delete files['/images/akanda-appliance-latest.qcow2'];
+    const { result, target } = await fetchImage(`${base}/images/akanda-appliance-latest.qcow2`);
+    expect(result.status).toBe(4);
+    expect(result.stderr).toBe(notPublished(`${base}/images/akanda-appliance-latest.qcow2`, 404));
+    expect(existsSync(target)).toBe(false);
+    expect(existsSync(`${target}.part`)).toBe(false);
+  });
+
+  it("exits 4 on HTTP 403, CloudFront's answer for a missing object behind Origin Access Control", async () => {
+    statusOverride['/images/akanda-appliance-latest.qcow2.sha256'] = 403;
+    const { result } = await fetchImage(`${base}/images/akanda-appliance-latest.qcow2`);
+    expect(result.status).toBe(4);
+    expect(result.stderr).toBe(notPublished(`${base}/images/akanda-appliance-latest.qcow2.sha256`, 403));
+  });
+});
+
+it('fails with exit status 2 and the HTTP status on any other error', async () => {
+  statusOverride['/images/akanda-appliance-latest.qcow2.sha256'] = 410;
+  const { result } = await fetchImage(`${base}/images/akanda-appliance-latest.qcow2`);
   expect(result.status).toBe(2);
-  expect(result.stderr).toMatch(
-    /cannot download the checksum http:\/\/127\.0\.0\.1:\d+\/images\/akanda-appliance-latest\.qcow2\.sha256/,
-  );
-  expect(existsSync(target)).toBe(false);
+  expect(result.stderr).toMatch(/cannot download the checksum http:\/\/127\.0\.0\.1:\d+\/\S+\.sha256 \(HTTP 410\)\n$/);
 });
 
 it('refuses a checksum file that holds no sha256', async () => {

@@ -90,3 +90,30 @@ it.each([['../escape'], ['-upload-pack=touch PWNED'], ['stackforge/a b']])(
     expect(existsSync(join(e.HOME!, 'PWNED'))).toBe(false);
   },
 );
+
+describe('AKANDA_CI_PREPARED_PROJECTS with glob characters', () => {
+  // The working directory holds files the globs would match: expanded before validation, they
+  // would turn into valid project names (and mark projects as prepared that the agent never fetched).
+  it.each([
+    ['stackforge/akanda-ne*ron', /invalid project name: stackforge\/akanda-ne\\\*ron\n$/],
+    ['stackforge/akanda-rug stackforge/akanda-n?utron', /invalid project name: stackforge\/akanda-n\\\?utron\n$/],
+    ['*', /invalid project name: \\\*\n$/],
+  ])('rejects %j without expanding it', async (value, message) => {
+    const e = env({ AKANDA_CI_PREPARED_PROJECTS: value });
+    const cwd = join(e.HOME!, 'globbed');
+    mkdirSync(join(cwd, NEUTRON), { recursive: true });
+    const result = await runProgram(SCRIPT, [NEUTRON], e, cwd);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toMatch(message);
+    expect(existsSync(join(e.AKANDA_CI_WORKSPACE!, NEUTRON))).toBe(false);
+  });
+
+  it('reads names separated by spaces, tabs and newlines as separate projects', async () => {
+    const e = env({ AKANDA_CI_PREPARED_PROJECTS: `stackforge/akanda-rug\n\t${NEUTRON} ` });
+    const result = await runProgram(SCRIPT, [NEUTRON], e);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toMatch(
+      /stackforge\/akanda-neutron is in AKANDA_CI_PREPARED_PROJECTS but .* is not a git checkout/,
+    );
+  });
+});

@@ -4,7 +4,7 @@
  * reachable from this machine.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { findJob, parseConfig } from '../../lambda/core/config';
 import {
@@ -55,9 +55,14 @@ class TestRouter(unittest.TestCase):
 
 let root: string;
 let projectNo = 0;
+/** A PATH directory with `python2.7`: a node that has the interpreter py27 needs (tox.ini here uses python3). */
+let python27Shim: string;
 
 beforeAll(() => {
   root = tempDir('tox');
+  python27Shim = join(root, 'python27-shim');
+  mkdirSync(python27Shim);
+  symlinkSync('/usr/bin/python3', join(python27Shim, 'python2.7'));
 });
 
 afterAll(() => removeDir(root));
@@ -85,7 +90,13 @@ function makeProject(files: Record<string, string>, env: Record<string, string> 
   return {
     dir,
     logDir,
-    env: { PATH: SYSTEM_PATH, HOME: dir, AKANDA_CI_LOG_DIR: logDir, AKANDA_CI_TIMEOUT: '600', ...env },
+    env: {
+      PATH: `${python27Shim}:${SYSTEM_PATH}`,
+      HOME: dir,
+      AKANDA_CI_LOG_DIR: logDir,
+      AKANDA_CI_TIMEOUT: '600',
+      ...env,
+    },
   };
 }
 
@@ -159,7 +170,7 @@ it('fails pep8 on a style error and says so', async () => {
 
 it('still passes and says why when subunit2html is not on the node', async () => {
   const project = makeProject({});
-  project.env.PATH = pathWithout(project.dir, ['subunit2html']);
+  project.env.PATH = `${python27Shim}:${pathWithout(project.dir, ['subunit2html'])}`;
   const result = await tox(project, ['py27']);
   expect(result.status).toBe(0);
   expect(result.stdout).toMatch(/subunit2html is not installed on this node; testr_results.html not produced/);
@@ -242,4 +253,83 @@ it.each(['pep8', 'py27'])("runs the default config's %s run line through bash -c
   );
   expect(result.status).toBe(0);
   expect(result.stdout).toContain(`tox -e ${name} passed`);
+});
+
+describe('py27 on a node without python2.7', () => {
+  /**
+   * A node without python2.7, with a stand-in apt-get that records how it was called and, when
+   * `installs` is set, provides python2.7 the way the package would. `id -u` says root, as the agent
+   * runs jobs as root.
+   */
+  function nodeWithoutPython27(project: Project, installs: boolean) {
+    const bin = join(project.dir, '..', `stub-bin-${projectNo}`);
+    mkdirSync(bin, { recursive: true });
+    const calls = join(bin, 'apt-get.calls');
+    writeFileSync(
+      join(bin, 'apt-get'),
+      '#!/bin/bash\n' +
+        `printf '%s\\0' "DEBIAN_FRONTEND=$DEBIAN_FRONTEND" "$@" >>${JSON.stringify(calls)}\n` +
+        (installs ? `ln -s /usr/bin/python3 ${JSON.stringify(join(bin, 'python2.7'))}\nexit 0\n` : 'exit 100\n'),
+      { mode: 0o755 },
+    );
+    writeFileSync(join(bin, 'id'), '#!/bin/bash\necho 0\n', { mode: 0o755 });
+    project.env.PATH = `${bin}:${pathWithout(project.dir, ['python2.7', 'apt-get', 'id'])}`;
+    return () => (existsSync(calls) ? readFileSync(calls, 'utf8').split('\0').slice(0, -1) : []);
+  }
+
+  it('installs python2.7 with apt-get, then runs tox', async () => {
+    const project = makeProject({});
+    const aptCalls = nodeWithoutPython27(project, true);
+    const result = await tox(project, ['py27']);
+    // tox itself warns that this tox.ini's basepython (python3) is not the 2.7 the env name asks for
+    expect(result.stderr).not.toMatch(/akanda-ci: error/);
+    expect(result.status).toBe(0);
+    expect(aptCalls()).toEqual([
+      'DEBIAN_FRONTEND=noninteractive',
+      '-o',
+      'DPkg::Lock::Timeout=300',
+      'install',
+      '-y',
+      '-q',
+      '--no-install-recommends',
+      'python2.7',
+      'python2.7-dev',
+    ]);
+    const commands = readCommands(join(project.logDir, 'commands.txt'));
+    expect(commands[0]).toMatch(/^env DEBIAN_FRONTEND=noninteractive apt-get .* python2\.7 python2\.7-dev$/);
+    expect(commands[1]).toMatch(/^timeout --kill-after=30 \d+ tox -e py27$/);
+  });
+
+  it('stops with exit status 3 and says why when python2.7 cannot be installed, without running tox', async () => {
+    const project = makeProject({});
+    const aptCalls = nodeWithoutPython27(project, false);
+    const result = await tox(project, ['py27']);
+    expect(result.status).toBe(3);
+    expect(result.stderr).toBe(
+      'akanda-ci: error: tox -e py27 needs python2.7, which this node lacks and apt-get could not install ' +
+        '(Ubuntu 24.04 has no python2.7 package: see docs/jobs.md, "py27 and Python 2.7")\n',
+    );
+    expect(result.stdout).toMatch(/FAILED: no python2\.7 on this node \(an environment problem, not the change\)/);
+    expect(aptCalls()).toContain('python2.7');
+    expect(readCommands(join(project.logDir, 'commands.txt')).some((line) => line.includes('tox -e'))).toBe(false);
+  });
+
+  it('installs nothing for an environment that does not need Python 2.7', async () => {
+    const project = makeProject({});
+    const aptCalls = nodeWithoutPython27(project, true);
+    const result = await tox(project, ['pep8']);
+    expect(result.status).toBe(0);
+    expect(aptCalls()).toEqual([]);
+  });
+});
+
+it('installs nothing when the node already has python2.7', async () => {
+  const project = makeProject({});
+  const bin = join(project.dir, '..', `apt-recorder-${projectNo}`);
+  mkdirSync(bin);
+  writeFileSync(join(bin, 'apt-get'), `#!/bin/bash\ntouch ${JSON.stringify(join(bin, 'called'))}\n`, { mode: 0o755 });
+  project.env.PATH = `${bin}:${project.env.PATH}`;
+  const result = await tox(project, ['py27']);
+  expect(result.status).toBe(0);
+  expect(existsSync(join(bin, 'called'))).toBe(false);
 });

@@ -100,8 +100,19 @@ validate_job_env() {
   require_safe_path AKANDA_CI_LOG_DIR
   require_safe_path AKANDA_CI_ARTIFACT_DIR
   require_match AKANDA_CI_TIMEOUT '^[0-9]{1,6}$' 'a number of seconds'
+  load_prepared_projects
+}
+
+# AKANDA_CI_PREPARED_PROJECTS (space-separated, from Gerrit via the agent) into the array
+# PREPARED_PROJECTS, every element validated. `read` splits on whitespace (newlines too, with
+# -d '') without expanding "*", "?" or "[": an unquoted $VAR in a for loop would glob it against
+# the current directory before the name could be checked.
+PREPARED_PROJECTS=()
+load_prepared_projects() {
+  PREPARED_PROJECTS=()
+  IFS=$' \t\n' read -r -d '' -a PREPARED_PROJECTS < <(printf '%s' "${AKANDA_CI_PREPARED_PROJECTS:-}") || true
   local project
-  for project in ${AKANDA_CI_PREPARED_PROJECTS:-}; do
+  for project in ${PREPARED_PROJECTS[@]+"${PREPARED_PROJECTS[@]}"}; do
     is_project_name "$project" || die "AKANDA_CI_PREPARED_PROJECTS has an invalid project name: $(shown "$project")"
   done
 }
