@@ -2,11 +2,22 @@
  * Publishing the appliance image a post-merge build produced (docs/design.md "Image artifacts").
  * The build ran merged code on an untrusted node and could only write under its own log prefix;
  * the control plane checks the image against its `.sha256` (hashing the bytes itself) and only
- * then copies it to `images/<branch>/<revision>/`. A merge to master also replaces the rolling
- * `<latestImageName>`, its `.sha256` and `latest.json`, and invalidates their cached copies.
+ * then copies it to `images/<branch>/<revision>/`. Every publish then replaces the branch's rolling
+ * image (`images/<branch>/<latestImageName>`, its `.sha256`, `latest.json`), which jobs on that branch
+ * download (lambda/core/image-store.ts); a merge to master also replaces the root `<latestImageName>`,
+ * its `.sha256` and `latest.json`. The CDN caches `/images/*` as immutable, so the cached copies of
+ * every rolling path are invalidated.
  */
 import type { ImagePublisher } from '../adapters/image-publisher';
 import type { Config } from '../core/config';
+import {
+  branchRollingKeys,
+  imageBranchDirectory,
+  imageUrlPath,
+  MASTER_BRANCH,
+  rootRollingKeys,
+  type RollingImageKeys,
+} from '../core/image-store';
 import type { BuildRecord, BuildsetRecord } from './records';
 
 export const IMAGE_FILE = 'akanda-appliance.qcow2';
@@ -14,13 +25,22 @@ const QCOW2 = 'application/octet-stream';
 const TEXT = 'text/plain; charset=utf-8';
 const SHA256_LINE = /^([0-9a-f]{64})(\s|$)/;
 
-export type Promotion = { promoted: true; imageKey: string; latest: boolean } | { promoted: false; reason: string };
+export type Promotion =
+  | {
+      promoted: true;
+      imageKey: string;
+      /** The branch's rolling image. */
+      branchLatestKey: string;
+      /** Whether the root latest image (master's) was replaced too. */
+      latest: boolean;
+    }
+  | { promoted: false; reason: string };
 
 export async function promoteImage(
   publisher: ImagePublisher,
   config: Config,
-  buildset: BuildsetRecord,
-  build: BuildRecord,
+  buildset: Pick<BuildsetRecord, 'project' | 'branch' | 'revision'>,
+  build: Pick<BuildRecord, 'buildId' | 'logKeyPrefix'>,
   now: number,
 ): Promise<Promotion> {
   const artifacts = `${build.logKeyPrefix}artifacts/`;
@@ -43,7 +63,7 @@ export async function promoteImage(
   if (actual !== expected) return { promoted: false, reason: `${IMAGE_FILE} does not match its .sha256` };
 
   // Branch and revision were validated by the core; `/` in a branch becomes `-` to keep one level.
-  const version = `images/${buildset.branch.replace(/\//g, '-')}/${buildset.revision}/`;
+  const version = `images/${imageBranchDirectory(buildset.branch)}/${buildset.revision}/`;
   const imageKey = `${version}${IMAGE_FILE}`;
   await publisher.copyToImages(`${artifacts}${IMAGE_FILE}`, imageKey, QCOW2);
   await publisher.putImageText(`${imageKey}.sha256`, `${actual}  ${IMAGE_FILE}\n`, TEXT);
@@ -52,13 +72,8 @@ export async function promoteImage(
   } catch (error) {
     if ((error as { name?: string }).name !== 'NoSuchKey') throw error;
   }
-  if (buildset.branch !== 'master') return { promoted: true, imageKey, latest: false };
 
-  const latest = config.appliance.latestImageName;
-  // The image first and its checksum after: a download in between fails its check rather than
-  // passing with a stale checksum.
-  await publisher.copyToImages(`${artifacts}${IMAGE_FILE}`, latest, QCOW2);
-  await publisher.putImageText(`${latest}.sha256`, `${actual}  ${latest}\n`, TEXT);
+  const latestName = config.appliance.latestImageName;
   const record = {
     image: `/${imageKey}`,
     sha256: actual,
@@ -68,7 +83,25 @@ export async function promoteImage(
     buildId: build.buildId,
     publishedAt: new Date(now * 1000).toISOString(),
   };
-  await publisher.putImageText('latest.json', `${JSON.stringify(record, null, 2)}\n`, 'application/json');
-  await publisher.invalidate([`/${latest}`, `/${latest}.sha256`, '/latest.json']);
-  return { promoted: true, imageKey, latest: true };
+  const manifest = `${JSON.stringify(record, null, 2)}\n`;
+  const rolling = [branchRollingKeys(buildset.branch, latestName)];
+  if (buildset.branch === MASTER_BRANCH) rolling.push(rootRollingKeys(latestName));
+  for (const keys of rolling) {
+    // The image first and its checksum after: a download in between fails its check rather than
+    // passing with a stale checksum.
+    await publisher.copyToImages(`${artifacts}${IMAGE_FILE}`, keys.image, QCOW2);
+    await publisher.putImageText(keys.sha256, `${actual}  ${latestName}\n`, TEXT);
+    await publisher.putImageText(keys.manifest, manifest, 'application/json');
+  }
+  await publisher.invalidate(rolling.flatMap(invalidationPaths));
+  return {
+    promoted: true,
+    imageKey,
+    branchLatestKey: rolling[0]!.image,
+    latest: buildset.branch === MASTER_BRANCH,
+  };
+}
+
+function invalidationPaths(keys: RollingImageKeys): string[] {
+  return [keys.image, keys.sha256, keys.manifest].map(imageUrlPath);
 }

@@ -11,6 +11,7 @@ import { Config, findJob, findProject, JobConfig, jobTimeoutSeconds, PipelineNam
 import { DependsOnFooter, parseDependsOn } from './depends-on';
 import { GerritApproval, GerritChange, GerritEvent, GerritPatchSet, isRefDeletion, parseGerritEvent } from './events';
 import { jobRunsForFiles } from './file-matchers';
+import { branchRollingKeys, imageUrlPath, MASTER_BRANCH } from './image-store';
 import { MAX_GERRIT_NUMBER } from './names';
 
 export { EventError } from './events';
@@ -81,8 +82,9 @@ export interface PlannedJob {
   /** For `prebuilt`: the image to download. */
   imageUrl?: string;
   /**
-   * For `prebuilt` when no URL is known (no pinned image, no appliance.latestImageUrl, no
-   * imageBaseUrl input): why, so the build can fail with that message instead of guessing.
+   * For `prebuilt` when no URL is known (see prebuiltImage: no pinned image, and neither the image
+   * store nor, on master, appliance.latestImageUrl): why, so the build can fail with that message
+   * instead of guessing.
    */
   imageUnavailable?: string;
   publishesImage: boolean;
@@ -337,24 +339,64 @@ function planJob(
     return planned;
   }
   planned.imageMode = 'prebuilt';
-  const url = prebuiltImageUrl(config, branch, inputs.imageBaseUrl);
-  if (url !== undefined) planned.imageUrl = url;
-  else {
-    planned.imageUnavailable =
-      'no appliance image URL is known: set appliance.latestImageUrl in akanda-ci.yaml or deploy the image store';
-  }
+  const image = prebuiltImage(config, branch, inputs.imageBaseUrl);
+  if ('url' in image) planned.imageUrl = image.url;
+  else planned.imageUnavailable = image.unavailable;
   return planned;
 }
 
-/** The pinned image of a stable branch, else the latest image, else the image store's copy of it. */
+export type PrebuiltImage = { url: string } | { unavailable: string };
+
+/**
+ * The image a job on `branch` downloads: the branch's pinned image; else, on master, the rolling
+ * latest image (appliance.latestImageUrl, or the root of the image store); else the rolling image
+ * the publisher keeps for that branch in the image store (`images/<branch dir>/<latestImageName>`),
+ * never master's: a stable branch tests against what was published from it.
+ */
+export function prebuiltImage(config: Config, branch: string, imageBaseUrl?: string): PrebuiltImage {
+  const { latestImageUrl, latestImageName, pinnedImages } = config.appliance;
+  const pinned = Object.hasOwn(pinnedImages, branch) ? pinnedImages[branch] : undefined;
+  if (pinned) return { url: pinned };
+  const storeBase = imageBaseUrl?.replace(/\/+$/, '');
+  if (branch === MASTER_BRANCH) {
+    if (latestImageUrl) return { url: latestImageUrl };
+    if (storeBase) return { url: `${storeBase}/${latestImageName}` };
+    return {
+      unavailable:
+        'no appliance image URL is known: set appliance.latestImageUrl in akanda-ci.yaml or deploy the image store',
+    };
+  }
+  const base = storeBase || (latestImageUrl ? storeBaseOf(latestImageUrl, latestImageName) : undefined);
+  if (base) return { url: `${base}${imageUrlPath(branchRollingKeys(branch, latestImageName).image)}` };
+  const where = latestImageUrl
+    ? `appliance.latestImageUrl does not end in /${latestImageName}, so the image store holding the branch's images is unknown`
+    : 'the image store is not deployed';
+  return {
+    unavailable: `no appliance image for branch ${branch}: ${where}; pin one in appliance.pinnedImages in akanda-ci.yaml`,
+  };
+}
+
+/** prebuiltImage's URL, or undefined when none is known. */
 export function prebuiltImageUrl(config: Config, branch: string, imageBaseUrl?: string): string | undefined {
-  const pinned = Object.hasOwn(config.appliance.pinnedImages, branch)
-    ? config.appliance.pinnedImages[branch]
-    : undefined;
-  if (pinned) return pinned;
-  if (config.appliance.latestImageUrl) return config.appliance.latestImageUrl;
-  if (imageBaseUrl) return `${imageBaseUrl.replace(/\/+$/, '')}/${config.appliance.latestImageName}`;
-  return undefined;
+  const image = prebuiltImage(config, branch, imageBaseUrl);
+  return 'url' in image ? image.url : undefined;
+}
+
+/**
+ * The image store's base from the rolling image's URL, when that URL is plainly
+ * `<base>/<latestImageName>` (no query, no fragment); anything else says nothing about the store.
+ */
+function storeBaseOf(latestImageUrl: string, latestImageName: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(latestImageUrl);
+  } catch {
+    return undefined;
+  }
+  if (url.search || url.hash || url.username || url.password) return undefined;
+  const suffix = `/${latestImageName}`;
+  if (!url.pathname.endsWith(suffix)) return undefined;
+  return `${url.origin}${url.pathname.slice(0, -suffix.length)}`;
 }
 
 function branchWatched(compiled: CompiledConfig, project: ProjectConfig, branch: string): boolean {

@@ -4,6 +4,7 @@ import {
   Plan,
   planEvent,
   PlannedJob,
+  prebuiltImage,
   prebuiltImageUrl,
   TriggeredBuildset,
 } from '../../lambda/core/planner';
@@ -637,13 +638,71 @@ describe('image mode', () => {
     });
   });
 
-  it('a stable branch gets its pinned image, or the latest one when none is pinned', () => {
+  it('master without a pin gets the latest image, from latestImageUrl before the image store', () => {
+    expect(prebuiltImage(withLatest, 'master', 'https://d111.cloudfront.net')).toEqual({
+      url: 'https://cdn.example.org/akanda-appliance-latest.qcow2',
+    });
+    expect(prebuiltImage(bare, 'master', 'https://d111.cloudfront.net/')).toEqual({
+      url: 'https://d111.cloudfront.net/akanda-appliance-latest.qcow2',
+    });
+  });
+
+  it('a stable branch with a pin gets its pinned image', () => {
     expect(job(only(planEvent(withLatest, patchsetCreated({ branch: 'stable/kilo' }))), 'dsvm').imageUrl).toBe(
       'https://cdn.example.org/akanda-appliance-stable-kilo.qcow2',
     );
-    expect(job(only(planEvent(withLatest, patchsetCreated({ branch: 'stable/liberty' }))), 'dsvm').imageUrl).toBe(
-      'https://cdn.example.org/akanda-appliance-latest.qcow2',
+    expect(prebuiltImage(withLatest, 'stable/kilo', 'https://d111.cloudfront.net')).toEqual({
+      url: 'https://cdn.example.org/akanda-appliance-stable-kilo.qcow2',
+    });
+  });
+
+  it("a stable branch without a pin gets the rolling image published from that branch, never master's", () => {
+    const plan = planEvent(bare, patchsetCreated({ branch: 'stable/liberty' }), {
+      imageBaseUrl: 'https://d111.cloudfront.net/',
+    });
+    expect(job(only(plan), 'dsvm')).toMatchObject({
+      imageMode: 'prebuilt',
+      imageUrl: 'https://d111.cloudfront.net/images/stable-liberty/akanda-appliance-latest.qcow2',
+    });
+    expect(job(only(plan), 'dsvm').imageUnavailable).toBeUndefined();
+    // The image store the publisher writes to comes first, even when latestImageUrl is set.
+    expect(prebuiltImageUrl(withLatest, 'stable/liberty', 'https://d111.cloudfront.net')).toBe(
+      'https://d111.cloudfront.net/images/stable-liberty/akanda-appliance-latest.qcow2',
     );
+    // Each path segment is percent-encoded: S3 would read a bare `+` as a space.
+    expect(prebuiltImageUrl(bare, 'feature/c++', 'https://d111.cloudfront.net')).toBe(
+      'https://d111.cloudfront.net/images/feature-c%2B%2B/akanda-appliance-latest.qcow2',
+    );
+  });
+
+  it('without the image store, a stable branch derives it from latestImageUrl only when that is unambiguous', () => {
+    expect(job(only(planEvent(withLatest, patchsetCreated({ branch: 'stable/liberty' }))), 'dsvm').imageUrl).toBe(
+      'https://cdn.example.org/images/stable-liberty/akanda-appliance-latest.qcow2',
+    );
+    const below = smallConfig('appliance: { latestImageUrl: "https://example.org/ci/akanda-appliance-latest.qcow2" }');
+    expect(prebuiltImageUrl(below, 'stable/liberty')).toBe(
+      'https://example.org/ci/images/stable-liberty/akanda-appliance-latest.qcow2',
+    );
+    const elsewhere = smallConfig('appliance: { latestImageUrl: "https://tarballs.example.org/appliance.qcow2" }');
+    const dsvm = job(only(planEvent(elsewhere, patchsetCreated({ branch: 'stable/liberty' }))), 'dsvm');
+    expect(dsvm.imageMode).toBe('prebuilt');
+    expect(dsvm.imageUrl).toBeUndefined();
+    expect(dsvm.imageUnavailable).toBe(
+      "no appliance image for branch stable/liberty: appliance.latestImageUrl does not end in /akanda-appliance-latest.qcow2, so the image store holding the branch's images is unknown; pin one in appliance.pinnedImages in akanda-ci.yaml",
+    );
+    const queried = smallConfig(
+      'appliance: { latestImageUrl: "https://example.org/get?f=/akanda-appliance-latest.qcow2" }',
+    );
+    expect(prebuiltImage(queried, 'stable/liberty')).toHaveProperty('unavailable');
+    // On master the configured URL itself is the image.
+    expect(prebuiltImageUrl(elsewhere, 'master')).toBe('https://tarballs.example.org/appliance.qcow2');
+  });
+
+  it('with nothing configured a stable branch says why', () => {
+    expect(prebuiltImage(bare, 'stable/liberty')).toEqual({
+      unavailable:
+        'no appliance image for branch stable/liberty: the image store is not deployed; pin one in appliance.pinnedImages in akanda-ci.yaml',
+    });
   });
 
   it('without latestImageUrl the image store base from the inputs is used', () => {
@@ -695,7 +754,7 @@ describe('image mode', () => {
   it('prebuiltImageUrl does not read inherited keys as pinned branches', () => {
     expect(prebuiltImageUrl(bare, 'constructor')).toBeUndefined();
     expect(prebuiltImageUrl(bare, '__proto__', 'https://x.example')).toBe(
-      'https://x.example/akanda-appliance-latest.qcow2',
+      'https://x.example/images/__proto__/akanda-appliance-latest.qcow2',
     );
   });
 });
