@@ -46,9 +46,13 @@ function hex(bytes: number): string {
   return randomBytes(bytes).toString('hex');
 }
 
+/** What the simulated Gerrit knows of each change the bench has sent an event for. */
+const knownChanges = new Map<number, { changeId: string; revision: string }>();
+
 function patchsetCreated(change: number): Record<string, unknown> {
   const changeId = `I${hex(20)}`;
   const revision = hex(20);
+  knownChanges.set(change, { changeId, revision });
   return {
     type: 'patchset-created',
     uploader: { name: 'Bench', username: 'bench' },
@@ -77,7 +81,29 @@ function patchsetCreated(change: number): Record<string, unknown> {
   };
 }
 
-/** Enough Gerrit for the scheduler and reporter: changed files, and review POSTs timed on arrival. */
+/** A ChangeInfo for `GET /a/changes/<n>`: the scheduler checks the change is open and current. */
+function changeInfo(change: number): string | undefined {
+  const known = knownChanges.get(change);
+  if (!known) return undefined;
+  const ref = `refs/changes/${String(change % 100).padStart(2, '0')}/${change}/1`;
+  return JSON.stringify({
+    project: PROJECT,
+    branch: 'master',
+    change_id: known.changeId,
+    _number: change,
+    status: 'NEW',
+    subject: 'bench',
+    current_revision: known.revision,
+    revisions: {
+      [known.revision]: { _number: 1, ref, commit: { message: `bench\n\nChange-Id: ${known.changeId}\n` } },
+    },
+  });
+}
+
+/**
+ * Enough Gerrit for the scheduler and reporter: the change, its changed files, and review POSTs
+ * timed on arrival.
+ */
 async function startGerrit(timings: Timings): Promise<{ url: string; server: Server }> {
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -89,6 +115,13 @@ async function startGerrit(timings: Timings): Promise<{ url: string; server: Ser
         const change = /\/logs\/\d\d\/(\d+)\//.exec(body.message ?? '')?.[1];
         if (change) timings.reviewed.set(Number(change), performance.now());
         res.writeHead(200, { 'content-type': 'application/json' }).end(")]}'\n{}");
+        return;
+      }
+      const changeGet = /^\/a\/changes\/(\d+)(?:\?|$)/.exec(req.url ?? '');
+      if (req.method === 'GET' && changeGet) {
+        const info = changeInfo(Number(changeGet[1]));
+        if (info) res.writeHead(200, { 'content-type': 'application/json' }).end(`)]}'\n${info}`);
+        else res.writeHead(404).end('Not found');
         return;
       }
       res.writeHead(200, { 'content-type': 'application/json' }).end(`)]}'\n{"/COMMIT_MSG":{},"a.py":{}}`);
