@@ -74,7 +74,12 @@ function logStateChange(ports: ControlPorts, before: BuildRecord, after: BuildRe
   });
 }
 
-/** Terminate and report commands; `launch` is the scheduler's (it needs the claim token). */
+/**
+ * Terminate and report commands; `launch` is the scheduler's (it needs the claim token). Each runs
+ * whatever the others did: a terminate that fails is logged, not thrown, since the transition is
+ * already written (a retry would find nothing to do) and the reaper terminates the stray instance.
+ * A report that cannot be queued throws, so the caller's delivery fails and is retried.
+ */
 export async function runCommands(ports: ControlPorts, commands: readonly BuildCommand[]): Promise<void> {
   for (const command of commands) {
     switch (command.type) {
@@ -83,7 +88,15 @@ export async function runCommands(ports: ControlPorts, commands: readonly BuildC
           buildId: command.buildId,
           instanceId: command.instanceId,
         });
-        await ports.fleet.terminateInstances([command.instanceId]);
+        try {
+          await ports.fleet.terminateInstances([command.instanceId]);
+        } catch (error) {
+          ports.logger.warn(`terminate ${command.instanceId} failed; the reaper will terminate it`, {
+            buildId: command.buildId,
+            instanceId: command.instanceId,
+            error: (error instanceof Error ? error.message : String(error)).slice(0, 300),
+          });
+        }
         break;
       case 'report_if_complete':
         await ports.reportQueue.send({ buildsetId: command.buildsetId });

@@ -122,7 +122,12 @@ async function result(
   if (applied.changed) return reply(200, { state: applied.build?.state });
   // A repeat of the result that already ended the build is fine; anything else came too late.
   const stored = applied.build ?? build;
-  if (sameOutcome(stored, nodeResult)) return reply(200, { state: stored.state });
+  if (sameOutcome(stored, nodeResult)) {
+    // The first delivery may have failed after its write, before its report was queued: queue it again
+    // (the reporter posts once per buildset, so a second message is harmless).
+    await ports.reportQueue.send({ buildsetId: stored.buildsetId });
+    return reply(200, { state: stored.state });
+  }
   if (nodeResult === 'INTERRUPTED' && stored.state === 'queued') return reply(200, { state: stored.state });
   return reply(409, { error: `build is ${stored.state}`, state: stored.state });
 }

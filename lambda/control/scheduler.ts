@@ -175,7 +175,14 @@ async function scheduleBuildset(ports: ControlPorts, buildsetId: string): Promis
     );
     // A retry after a crash: builds made then may have finished unreported (their buildset was pending).
     if (created.includes(false)) await ports.reportQueue.send({ buildsetId });
+    return;
   }
+  // Someone wrote first. A cancel (superseded, abandoned) while Gerrit was asked saw no builds to cancel:
+  // cancel these now, or they would run and never be reported.
+  const current = await ports.store.getBuildset<BuildsetRecord>(buildsetId);
+  if (current?.state !== 'cancelled') return;
+  const reason = current.reason ?? 'cancelled';
+  for (const build of builds) await applyBuildEvent(ports, build.buildId, { type: 'cancel', reason });
 }
 
 /**

@@ -18,17 +18,18 @@
  * | launching   | launch_failed(not retryable)| node_failure               | report_if_complete              |
  * | launching   | claimed                     | running                    | -                               |
  * | running     | launched(seq, id), no id yet| running (+instanceId)      | -                               |
- * | launching,  | result(SUCCESS)             | succeeded                  | terminate?, report_if_complete  |
- * |   running   | result(FAILURE / ERROR)     | failed                     | terminate?, report_if_complete  |
+ * | launching,  | result(SUCCESS)             | succeeded                  | report_if_complete, terminate?  |
+ * |   running   | result(FAILURE / ERROR)     | failed                     | report_if_complete, terminate?  |
  * |             | result(INTERRUPTED),        | queued (attempt+1)         | terminate?                      |
- * |             |   interrupted               |   or retry_limit at max    |   + report_if_complete at max   |
- * |             | deadline_passed (>= due)    | timed_out                  | terminate?, report_if_complete  |
+ * |             |   interrupted               |   or retry_limit at max    |   (report_if_complete first)    |
+ * |             | deadline_passed (>= due)    | timed_out                  | report_if_complete, terminate?  |
  * | non-terminal| cancel                      | cancelled                  | terminate?                      |
  * | any         | launched for a stale launch | unchanged                  | terminate(that instance)        |
  * | any         | anything else (duplicates,  | unchanged (no-op)          | -                               |
  * |             |   late results, stale seq)  |                            |                                 |
  *
- * `terminate?` = `terminate(instanceId)` when the build knows its instance. A transition into
+ * `terminate?` = `terminate(instanceId)` when the build knows its instance; it always comes after
+ * `report_if_complete`, so a failing TerminateInstances cannot cost the report. A transition into
  * `queued` (interruption, capacity wait) means the caller should poke the scheduler; a queued build
  * is launchable once `launchableAt(build)` has passed and the concurrency limit allows.
  *
@@ -327,9 +328,9 @@ function finish<B extends Build>(
   extra: { elapsedSeconds?: number; result?: ZuulResult; reason?: string },
 ): Transition<B> {
   const result = extra.result ?? zuulResult({ state });
-  const commands: BuildCommand[] = [];
+  // The report first: a terminate that fails (the reaper kills strays anyway) must not lose it.
+  const commands: BuildCommand[] = [{ type: 'report_if_complete', buildsetId: build.buildsetId }];
   if (build.instanceId !== undefined) commands.push(terminate(build, build.instanceId));
-  commands.push({ type: 'report_if_complete', buildsetId: build.buildsetId });
   return step(
     build,
     {

@@ -150,14 +150,43 @@ it('launches at most maxConcurrentNodes, the rest first in first out as nodes fi
   expect(wrong.status).toBe(401);
   const result = { buildId: second.buildId, resultToken, result: 'SUCCESS', elapsedSeconds: 30 };
   expect((await handleNodeRequest(t.ports, '/node/result', result)).status).toBe(200);
-  expect((await handleNodeRequest(t.ports, '/node/result', result)).status).toBe(200); // idempotent
-  expect((await handleNodeRequest(t.ports, '/node/result', { ...result, result: 'FAILURE' })).status).toBe(409);
   expect(t.reports).toEqual([{ buildsetId: buildsets[1] }]);
+  // Idempotent, and the repeat queues the report again: the first delivery may have died before queueing it.
+  expect((await handleNodeRequest(t.ports, '/node/result', result)).status).toBe(200);
+  expect((await handleNodeRequest(t.ports, '/node/result', { ...result, result: 'FAILURE' })).status).toBe(409);
+  expect(t.reports).toEqual([{ buildsetId: buildsets[1] }, { buildsetId: buildsets[1] }]);
 
   await launchQueued(t.ports);
   const third = await t.buildOf(buildsets[2]!);
   expect(t.fleet.launches.map((l) => l.buildId)).toEqual([first.buildId, second.buildId, third.buildId]);
   expect((await t.buildOf(buildsets[3]!)).state).toBe('queued');
+  t.store.destroy();
+});
+
+it('a node result is reported even when terminating its node fails (the reaper gets the stray)', async () => {
+  const t = await setup(10);
+  const change = gerrit.createChange({ project: PROJECT });
+  const buildsetId = await t.ingest(gerrit.patchsetCreatedEvent(change.number));
+  await t.drain();
+  const build = await t.buildOf(buildsetId);
+  t.fleet.terminateInstances = async () => {
+    throw new Error('RequestLimitExceeded');
+  };
+  const claimToken = t.fleet.launches[0]!.claimToken;
+  const claim = await handleNodeRequest(t.ports, '/node/claim', { buildId: build.buildId, claimToken });
+  const resultToken = claim.body.resultToken as string;
+  const answer = await handleNodeRequest(t.ports, '/node/result', {
+    buildId: build.buildId,
+    resultToken,
+    result: 'SUCCESS',
+    elapsedSeconds: 30,
+  });
+  expect(answer).toMatchObject({ status: 200, body: { state: 'succeeded' } });
+  expect(t.reports).toEqual([{ buildsetId }]);
+  for (const message of t.reports) expect(await reportBuildset(t.ports, message.buildsetId)).toEqual({ kind: 'done' });
+  const reviews = gerrit.reviews.filter((r) => r.changeNumber === change.number);
+  expect(reviews.map((r) => r.input.labels)).toEqual([{ Verified: 1 }]);
+  expect(t.fleet.live.has(build.instanceId!)).toBe(true);
   t.store.destroy();
 });
 
@@ -219,6 +248,53 @@ it('cancels older patchsets and abandoned changes, terminating their nodes and n
   expect((await t.store.getBuildset<BuildsetRecord>(newer))?.state).toBe('cancelled');
   expect(t.fleet.terminated).toEqual([oldBuild.instanceId, newBuild.instanceId]);
   expect(t.reports).toEqual([]);
+  t.store.destroy();
+});
+
+it('a cancel that lands while the scheduler asks Gerrit still cancels the builds it then creates', async () => {
+  const t = await setup(10);
+  const change = gerrit.createChange({ project: PROJECT });
+  const buildsetId = await t.ingest(gerrit.patchsetCreatedEvent(change.number));
+  const message = t.schedule.shift()!;
+  // Gerrit answers the changed files only once the abandon has been handled.
+  let asked!: () => void;
+  const askedForFiles = new Promise<void>((resolve) => (asked = resolve));
+  let answer!: () => void;
+  const answerFiles = new Promise<void>((resolve) => (answer = resolve));
+  const gerritPort = t.ports.gerrit;
+  const slowGerrit: ControlPorts = {
+    ...t.ports,
+    gerrit: {
+      getChange: (n) => gerritPort.getChange(n),
+      getChangedFiles: async (locator, revision) => {
+        asked();
+        await answerFiles;
+        return gerritPort.getChangedFiles(locator, revision);
+      },
+      resolveDependency: (reference, branch) => gerritPort.resolveDependency(reference, branch),
+      postReview: (triplet, revision, review) => gerritPort.postReview(triplet, revision, review),
+      hasReview: (...args) => gerritPort.hasReview(...args),
+    },
+  };
+  const scheduling = handleScheduleMessage(slowGerrit, message);
+  await askedForFiles;
+  const abandoned = await ingestWebhook(t.ports, {
+    token: TOKEN,
+    body: JSON.stringify(gerrit.changeAbandonedEvent(change.number)),
+  });
+  expect(abandoned.status).toBe(202);
+  await t.drain();
+  expect((await t.store.getBuildset<BuildsetRecord>(buildsetId))?.state).toBe('cancelled');
+  answer();
+  await scheduling;
+  await t.drain();
+
+  const buildset = await t.store.getBuildset<BuildsetRecord>(buildsetId);
+  expect(buildset).toMatchObject({ state: 'cancelled', buildIds: [] });
+  const builds = await t.store.buildsInState<BuildRecord>('queued');
+  expect(builds).toEqual([]);
+  expect(t.fleet.launches).toEqual([]);
+  expect(await t.store.countBuildsInState('launching')).toBe(0);
   t.store.destroy();
 });
 
