@@ -1,9 +1,9 @@
 /**
- * Publishing the log directory: choosing the upload right (a fresh one from `/node/upload`, else the
- * claim's while it lasts), then `index.html` in every directory, then every file through the
- * presigned POST. Resolves to why publishing failed, or undefined when every file is up.
+ * Publishing the log directory: choosing the upload right (a fresh one from `/node/upload`, else,
+ * when the API could not answer, the claim's while it lasts), then `index.html` in every directory,
+ * then every file through the presigned POST. Resolves to why publishing failed, or undefined when every file is up.
  */
-import { describeError } from './http';
+import { describeError, HttpStatusError, isTransient } from './http';
 import { writeIndexPages } from './index-html';
 import type { PresignedUpload } from './job-spec';
 import { uploadDirectory } from './uploader';
@@ -36,9 +36,12 @@ export type UploadChoice = { upload: PresignedUpload; fresh: boolean } | { error
 
 /**
  * The upload to publish with. The claim-time POST was signed with the control plane's temporary
- * credentials and may be dead after a long job, so a fresh one is asked for first; when that fails
- * (API unreachable, refused), the claim's is used unless its policy has expired. A fresh POST for
- * another key prefix is not used: the index pages and the report's URL name the claim's.
+ * credentials and may be dead after a long job, so a fresh one is asked for first. Only when the
+ * node API could not answer (network error, timeout, 408/429/5xx after the retries) is the claim's
+ * used, and only while its policy has not expired. A refusal (401, 409 or any other 4xx) means the
+ * attempt is over: after a requeue the next attempt's logs take the same key prefix, so nothing is
+ * uploaded. A fresh POST for another key prefix is not used: the index pages and the report's URL
+ * name the claim's.
  */
 export async function chooseUpload(
   claimed: PresignedUpload,
@@ -52,6 +55,13 @@ export async function chooseUpload(
     if (fresh.keyPrefix === claimed.keyPrefix) return { upload: fresh, fresh: true };
     why = 'the fresh upload is for another key prefix';
   } catch (error) {
+    if (error instanceof HttpStatusError && !isTransient(error)) {
+      return {
+        error:
+          `not uploading the logs: the node API refused the upload (${error.status}); ` +
+          'this attempt is over and its log prefix may belong to the next attempt',
+      };
+    }
     why = describeError(error);
   }
   const expiresAt = policyExpiresAt(claimed);

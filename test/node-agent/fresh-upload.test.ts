@@ -1,7 +1,8 @@
 /**
  * The upload right the agent publishes with (docs/design.md "Node API", `/node/upload`): a fresh
  * presigned POST asked for after the job and before the first file goes up, retried through
- * transient failures, and the claim's POST as the fallback only while its policy has not expired.
+ * transient failures, and the claim's POST as the fallback only when the API could not answer and
+ * only while its policy has not expired; a refusal (401, 409) uploads nothing.
  */
 import { existsSync } from 'node:fs';
 import http from 'node:http';
@@ -133,15 +134,28 @@ it('retries the upload request through server errors', async () => {
   }
 });
 
-it('falls back to the claim upload when the request is refused, without retrying the refusal', async () => {
-  const started = startAgent(harness, jobSpec(harness, { run: 'echo fallback' }), { uploadRequestRetrySeconds: 5 });
-  harness.api.onUpload = () => ({ status: 409, body: { error: 'build is queued', state: 'queued' } });
-  const run = await finish(started);
-  expect(run.outcome).toMatchObject({ result: 'SUCCESS', reported: true });
-  expect(harness.api.uploadRequests()).toHaveLength(1);
-  expect(await consoleLogOf(run)).toContain('| fallback\n');
-  expect(run.logLines).toContainEqual(expect.stringMatching(/answered 409\); using the one from the claim$/));
-});
+it.each([
+  [409, 'requeued after an interruption', { error: 'build is queued', state: 'queued' }],
+  [401, 'relaunched with a new result token', { error: 'wrong token' }],
+])(
+  'uploads nothing when the upload request is refused with %i (%s), never falling back to the claim upload',
+  async (status, _why, body) => {
+    // The claim's POST still works: only the refusal may keep the agent from using it.
+    const started = startAgent(harness, jobSpec(harness, { run: 'echo stale attempt' }), {
+      uploadRequestRetrySeconds: 5,
+    });
+    harness.api.onUpload = () => ({ status, body });
+    const run = await finish(started);
+    const refusal =
+      `not uploading the logs: the node API refused the upload (${status}); ` +
+      'this attempt is over and its log prefix may belong to the next attempt';
+    expect(run.outcome).toMatchObject({ result: 'ERROR', reported: true, error: refusal });
+    expect(harness.api.uploadRequests()).toHaveLength(1);
+    expect((await harness.logs.objects(run.keyPrefix)).size).toBe(0);
+    expect(run.logLines).toContain(refusal);
+    expect(run.logLines.join('\n')).not.toContain('using the one from the claim');
+  },
+);
 
 it('ignores a fresh upload for another key prefix and uses the claim one', async () => {
   const started = startAgent(harness, jobSpec(harness));

@@ -56,7 +56,7 @@ afterEach(async () => {
   await rm(workDir, { recursive: true, force: true });
 });
 
-/** Makes the node API answer the claim for `job`. */
+/** Makes the node API answer the claim for `job`, and the upload request after it (a refusal uploads nothing). */
 async function serveClaim(job: Record<string, unknown>): Promise<string> {
   const buildId = String(job.buildId);
   const upload = await harness.logs.presign(keyPrefixFor(buildId));
@@ -64,6 +64,10 @@ async function serveClaim(job: Record<string, unknown>): Promise<string> {
     body.buildId === buildId && body.claimToken === CLAIM_TOKEN
       ? { status: 200, body: { job, upload, resultToken: RESULT_TOKEN } }
       : { status: 401, body: { error: 'wrong claim token' } };
+  harness.api.onUpload = async (body) =>
+    body.buildId === buildId && body.resultToken === RESULT_TOKEN
+      ? { status: 200, body: { upload: await harness.logs.presign(keyPrefixFor(buildId)) } }
+      : { status: 401, body: { error: 'wrong result token' } };
   return buildId;
 }
 
