@@ -10,6 +10,7 @@
  */
 import { z } from 'zod';
 import type { ResolvedDependency } from '../core/planner';
+import { isGerritNumber } from '../core/names';
 
 export interface GerritClientOptions {
   /** REST base, e.g. `https://review.opendev.org` (a path prefix such as `/r` is kept). */
@@ -21,11 +22,6 @@ export interface GerritClientOptions {
   timeoutMs?: number;
   /** Responses larger than this are refused. Default 8 MiB. */
   maxResponseBytes?: number;
-  /**
-   * Hosts a `Depends-On: <url>` may name. Default: the host of `baseUrl`. Old commits link the
-   * server's former name (review.openstack.org for review.opendev.org): list it here.
-   */
-  dependencyHosts?: readonly string[];
 }
 
 export type ChangeStatus = 'NEW' | 'MERGED' | 'ABANDONED';
@@ -53,11 +49,12 @@ export interface GerritChange {
 export type { ResolvedDependency };
 
 /**
- * A parsed `Depends-On:` footer: exactly one of `url` (the current form) or `changeId`
- * (the deprecated `I<40 hex>` form).
+ * A parsed `Depends-On:` footer: exactly one of `change`, the number the core found in a URL on this
+ * server (`parseDependsOn`, which also decides what counts as a change URL; callers drop footers on
+ * other servers), or `changeId` (the deprecated `I<40 hex>` form).
  */
 export interface DependsOnReference {
-  url?: string;
+  change?: number;
   changeId?: string;
 }
 
@@ -280,30 +277,6 @@ function toResolved(change: GerritChange): ResolvedDependency {
   };
 }
 
-/**
- * The change number a Depends-On URL points at. Accepts every form Gerrit has printed:
- * `/c/<project>/+/<N>[/<ps>]`, `/#/c/<N>[/<ps>]`, `/#/c/<project>/+/<N>`, `/c/<N>`, `/<N>`.
- * Returns undefined for anything else (including another host).
- */
-export function changeNumberFromUrl(url: string, allowedHosts: readonly string[]): number | undefined {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    return undefined;
-  }
-  if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') return undefined;
-  if (!allowedHosts.some((host) => host.toLowerCase() === parsed.host.toLowerCase())) return undefined;
-  // `/#/c/123/` (the old UI) keeps its path in the fragment.
-  const path = `${parsed.pathname}/${parsed.hash.replace(/^#/, '')}`.replace(/\/{2,}/g, '/');
-  const match =
-    /^\/c\/[^+]+\/\+\/([1-9][0-9]{0,9})(?:\/[0-9]*)?\/?$/.exec(path) ??
-    /^\/(?:c\/)?([1-9][0-9]{0,9})(?:\/[0-9]*)?\/?$/.exec(path);
-  if (!match) return undefined;
-  const number = Number(match[1]);
-  return Number.isSafeInteger(number) ? number : undefined;
-}
-
 function oneLine(text: string, max = 200): string {
   const line = text.replace(/\s+/g, ' ').trim();
   return line.length > max ? `${line.slice(0, max)}…` : line;
@@ -328,7 +301,6 @@ export class GerritClient {
   private readonly base: string;
   private readonly timeoutMs: number;
   private readonly maxResponseBytes: number;
-  private readonly dependencyHosts: readonly string[];
 
   constructor(private readonly options: GerritClientOptions) {
     let url: URL;
@@ -344,7 +316,6 @@ export class GerritClient {
     this.base = `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
-    this.dependencyHosts = options.dependencyHosts ?? [url.host];
   }
 
   /** A change with its current revision and commit message. */
@@ -374,8 +345,8 @@ export class GerritClient {
   /**
    * The changes a Depends-On footer names, with their current patchsets.
    *
-   * URL form: the change the URL names (its current patchset, as Zuul does; a patchset in the
-   * URL is ignored). Change-Id form (deprecated): a Change-Id is unique per project and branch
+   * URL form (`change`): the change the URL names (its current patchset, as Zuul does; a patchset in
+   * the URL is ignored). Change-Id form (deprecated): a Change-Id is unique per project and branch
    * only, so `change:<id>` may find the same change cherry-picked to several branches. Like Zuul,
    * every one of them is a dependency; open ones on `dependentBranch` come first, then the rest
    * by project, branch and number, so the order is stable. Merged changes are already in their
@@ -383,13 +354,9 @@ export class GerritClient {
    */
   async resolveDependency(footer: DependsOnReference, dependentBranch?: string): Promise<DependencyResolution> {
     let changes: GerritChange[];
-    if (footer.url !== undefined && footer.changeId === undefined) {
-      const number = changeNumberFromUrl(footer.url, this.dependencyHosts);
-      if (number === undefined) {
-        throw new DependencyError(
-          `Depends-On ${JSON.stringify(oneLine(footer.url, 120))} is not a change URL on ${this.dependencyHosts.join(', ')}`,
-        );
-      }
+    if (footer.change !== undefined && footer.changeId === undefined) {
+      const number = footer.change;
+      if (!isGerritNumber(number)) throw new DependencyError(`Depends-On change ${number} is not a change number`);
       try {
         changes = [await this.getChange(number)];
       } catch (error) {
@@ -398,7 +365,7 @@ export class GerritClient {
         }
         throw error;
       }
-    } else if (footer.changeId !== undefined && footer.url === undefined) {
+    } else if (footer.changeId !== undefined && footer.change === undefined) {
       if (!CHANGE_ID.test(footer.changeId)) {
         throw new DependencyError(`Depends-On ${JSON.stringify(oneLine(footer.changeId, 60))} is not a Change-Id`);
       }

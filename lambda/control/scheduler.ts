@@ -302,7 +302,7 @@ async function resolveDependencies(
       }
       let open: ResolvedDependency[];
       try {
-        const reference = footer.form === 'url' ? { url: footer.url } : { changeId: footer.changeId };
+        const reference = footer.form === 'url' ? { change: footer.change } : { changeId: footer.changeId };
         open = (await ports.gerrit.resolveDependency(reference, buildset.branch)).open;
       } catch (error) {
         if (!(error instanceof DependencyError)) throw error;

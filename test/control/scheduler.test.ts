@@ -450,6 +450,23 @@ describe('Depends-On', () => {
     t.store.destroy();
   });
 
+  it('a URL the core reads (a zero-padded number) is resolved by the number the core found', async () => {
+    const t = await setup(10);
+    const neutron = gerrit.createChange({ project: NEUTRON });
+    const rug = gerrit.createChange({
+      project: PROJECT,
+      commitMessage: message('Rug side', `${gerrit.url}/c/${NEUTRON}/+/0${neutron.number}/`),
+    });
+    const buildsetId = await t.ingest(gerrit.patchsetCreatedEvent(rug.number));
+    await t.drain();
+    const buildset = await t.store.getBuildset<BuildsetRecord>(buildsetId);
+    expect(buildset).toMatchObject({ state: 'scheduled' });
+    expect(buildset?.unrunnable).toBeUndefined();
+    expect(buildset?.dependencies?.map((d) => d.change)).toEqual([neutron.number]);
+    expect(t.fleet.launches).toHaveLength(1);
+    t.store.destroy();
+  });
+
   it('a cycle runs nothing and is reported once, Zuul-style, with Verified -1', async () => {
     const t = await setup(10);
     const rug = gerrit.createChange({ project: PROJECT });
