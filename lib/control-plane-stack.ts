@@ -37,6 +37,16 @@ export const REPORTER_MEMORY_MB = 1769;
 export const REPORT_VISIBILITY = REPORTER_TIMEOUT;
 /** 20 receives: the reporter's 14 attempts, with room for early duplicates; 300 minutes if it never changes visibility. */
 export const REPORT_MAX_RECEIVES = 20;
+/**
+ * A schedule message is retried (it reappears after its visibility) while Gerrit cannot be asked
+ * for the change; dead-lettering it strands the buildset in `pending` with no report, so the
+ * retries must outlast a multi-hour Gerrit outage.
+ */
+export const SCHEDULE_RETRY_WINDOW = Duration.hours(4);
+/** Six times the scheduler's timeout, as Lambda recommends for SQS sources. */
+export const SCHEDULE_VISIBILITY = Duration.minutes(12);
+/** 25 receives x 12 minutes = 5 hours of retries before the dead-letter queue. */
+export const SCHEDULE_MAX_RECEIVES = 25;
 /** Reserved concurrency of ec2-events (a handful of short DynamoDB lookups per event). */
 export const EC2_EVENTS_CONCURRENCY = 5;
 /**
@@ -80,9 +90,8 @@ export class ControlPlaneStack extends Stack {
     const logsBucket = s3.Bucket.fromBucketName(this, 'LogsBucket', props.logsBucketName);
 
     this.scheduleQueue = new WorkQueue(this, 'Schedule', {
-      // Six times the scheduler's timeout, as Lambda recommends for SQS sources.
-      visibilityTimeout: Duration.minutes(12),
-      maxReceiveCount: 5,
+      visibilityTimeout: SCHEDULE_VISIBILITY,
+      maxReceiveCount: SCHEDULE_MAX_RECEIVES,
     });
     this.reportQueue = new WorkQueue(this, 'Report', {
       visibilityTimeout: REPORT_VISIBILITY,

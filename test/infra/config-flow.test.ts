@@ -6,7 +6,7 @@ import { Match, type Template } from 'aws-cdk-lib/assertions';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
-import { nodeImageParameterName } from '../../lib/fleet-stack';
+import { nodeImageParameterName, SESSION_MANAGER_ACTIONS } from '../../lib/fleet-stack';
 import { contentVersion, NODE_IMAGE_COMPONENT_PATH } from '../../lib/node-image-pipeline';
 import { dashboardWidgets, defaultConfigText, removeTempDirs, synthesize, type Synthesized } from './synth';
 
@@ -115,6 +115,36 @@ test('the SSM opt-in gives nodes an instance profile, and the launcher may pass 
       Condition: { StringEquals: { 'iam:PassedToService': 'ec2.amazonaws.com' } },
     }),
   ]);
+});
+
+test('the SSM opt-in role allows only the Session Manager channel actions: no managed policy, no parameter reads', () => {
+  // The nodes' role (the image builder's bake-time role is another, not held by code under test).
+  const roles = Object.values(synth.fleet.findResources('AWS::IAM::Role')).filter((role) =>
+    JSON.stringify(role).includes('akanda-ci nodes:'),
+  ) as { Properties: { ManagedPolicyArns?: unknown; Policies?: unknown } }[];
+  expect(roles).toHaveLength(1);
+  expect(roles[0]?.Properties.ManagedPolicyArns).toBeUndefined();
+  expect(roles[0]?.Properties.Policies).toBeUndefined();
+  const statements = Object.values(synth.fleet.findResources('AWS::IAM::Policy'))
+    .filter((policy) => JSON.stringify(policy).includes('NodeRole'))
+    .flatMap(
+      (policy) =>
+        (policy as { Properties: { PolicyDocument: { Statement: unknown[] } } }).Properties.PolicyDocument.Statement,
+    );
+  expect(statements).toEqual([
+    {
+      Effect: 'Allow',
+      Action: [
+        'ssm:UpdateInstanceInformation',
+        'ssmmessages:CreateControlChannel',
+        'ssmmessages:CreateDataChannel',
+        'ssmmessages:OpenControlChannel',
+        'ssmmessages:OpenDataChannel',
+      ],
+      Resource: '*',
+    },
+  ]);
+  expect(SESSION_MANAGER_ACTIONS).toHaveLength(5);
 });
 
 test('cdk-nag fails synth on an unacknowledged finding', () => {

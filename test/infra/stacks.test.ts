@@ -15,6 +15,9 @@ import {
   REPORT_VISIBILITY,
   REPORTER_MEMORY_MB,
   REPORTER_TIMEOUT,
+  SCHEDULE_MAX_RECEIVES,
+  SCHEDULE_RETRY_WINDOW,
+  SCHEDULE_VISIBILITY,
 } from '../../lib/control-plane-stack';
 import { dashboardWidgets, defaultConfigText, removeTempDirs, synthesize, type Synthesized } from './synth';
 
@@ -366,6 +369,28 @@ describe('control plane stack', () => {
       FunctionName: { Ref: handlerFunction('reporter').id },
       FunctionResponseTypes: ['ReportBatchItemFailures'],
     });
+  });
+
+  test('the schedule queue keeps retrying through a four-hour Gerrit outage before its dead-letter queue', () => {
+    expect(SCHEDULE_RETRY_WINDOW.toSeconds()).toBeGreaterThanOrEqual(4 * 3600);
+    expect(SCHEDULE_MAX_RECEIVES * SCHEDULE_VISIBILITY.toSeconds()).toBeGreaterThanOrEqual(
+      SCHEDULE_RETRY_WINDOW.toSeconds(),
+    );
+    const scheduleMapping = Object.values(resourcesOf(synth.controlPlane, 'AWS::Lambda::EventSourceMapping')).find(
+      (mapping) =>
+        (mapping.Properties?.FunctionName as { Ref?: string } | undefined)?.Ref === handlerFunction('scheduler').id,
+    );
+    const queueId = (scheduleMapping?.Properties?.EventSourceArn as { 'Fn::GetAtt': [string, string] })[
+      'Fn::GetAtt'
+    ][0];
+    const queue = resourcesOf(synth.controlPlane, 'AWS::SQS::Queue')[queueId];
+    const redrive = queue?.Properties?.RedrivePolicy as { maxReceiveCount: number };
+    const visibility = queue?.Properties?.VisibilityTimeout as number;
+    expect(redrive.maxReceiveCount * visibility).toBeGreaterThanOrEqual(4 * 3600);
+    expect(redrive.maxReceiveCount).toBe(SCHEDULE_MAX_RECEIVES);
+    expect(visibility).toBe(SCHEDULE_VISIBILITY.toSeconds());
+    // The messages outlive their retries.
+    expect(queue?.Properties?.MessageRetentionPeriod as number).toBeGreaterThan(redrive.maxReceiveCount * visibility);
   });
 
   test('the reporter has the time and memory to hash and copy an appliance image, within its queue visibility', () => {
