@@ -83,8 +83,7 @@ export async function reportBuildset(ports: ControlPorts, buildsetId: string): P
     const review =
       buildset.unrunnable !== undefined
         ? unrunnableReview(buildset.pipeline, buildset.unrunnable, ports.config.report)
-        : buildsetReview(buildset.pipeline, ordered, ports.config.report);
-    if (!review) return DONE;
+        : buildsetReview(buildset.pipeline, ordered, outcome, ports.config.report);
     const triplet = { project: buildset.project, branch: buildset.branch, changeId: buildset.changeId };
     const fields = { buildsetId, attempt, change: buildset.change, patchset: buildset.patchset };
     // The first build's log URL is unique to the buildset; without builds, the reason line marks the review.

@@ -41,9 +41,9 @@
  * The deadline of an attempt is fixed when it is launched: launch time + job timeout (already capped by
  * `limits.buildTimeLimit`) + `limits.timeoutGrace`; the grace covers boot, fetch and log upload.
  *
- * Buildsets: `active -> reported` (the reporter, once `reportDecision` says so) or `active -> cancelled`
- * (superseded, abandoned), each a conditional write, so a buildset gets one report or none. Cancelled
- * builds never ask for a report, and a buildset with a cancelled build is never reported.
+ * Buildsets (their states are the control plane's, `lambda/control/records.ts`): `buildsetOutcome` says
+ * when every build is terminal and whether the buildset gets a review. Cancelled builds never ask for a
+ * report, and a buildset with a cancelled build is never reported.
  */
 
 export type BuildState =
@@ -143,16 +143,10 @@ export interface Transition<B extends Build> {
   changed: boolean;
 }
 
-export interface NewBuild {
-  buildId: string;
-  buildsetId: string;
-  jobName: string;
-  nodeLabel: string;
-  voting: boolean;
-  timeoutSeconds: number;
-  graceSeconds: number;
-  maxAttempts: number;
-}
+export type NewBuild = Pick<
+  Build,
+  'buildId' | 'buildsetId' | 'jobName' | 'nodeLabel' | 'voting' | 'timeoutSeconds' | 'graceSeconds' | 'maxAttempts'
+>;
 
 export function newBuild(fields: NewBuild, now: number): Build {
   return { ...fields, state: 'queued', attempt: 1, launchSeq: 0, createdAt: now };
@@ -373,9 +367,10 @@ function interrupt<B extends Build>(build: B, now: number, reportedInstanceId: s
 
 /** What a buildset's builds decide, for the reporter. */
 export type BuildsetOutcome =
-  | { complete: false }
-  | { complete: true; report: false; why: 'cancelled' | 'no builds' }
-  | { complete: true; report: true; succeeded: boolean; vote?: 1 | -1 };
+  { complete: false } | { complete: true; report: false; why: 'cancelled' | 'no builds' } | ReportableOutcome;
+
+/** A complete buildset that gets its one review. */
+export type ReportableOutcome = { complete: true; report: true; succeeded: boolean; vote?: 1 | -1 };
 
 /**
  * When every build is terminal the buildset is complete. It is reported unless one of its builds was
@@ -393,22 +388,4 @@ export function buildsetOutcome(
   const succeeded = voting.every((b) => b.state === 'succeeded');
   if (options.commentOnly || voting.length === 0) return { complete: true, report: true, succeeded };
   return { complete: true, report: true, succeeded, vote: succeeded ? 1 : -1 };
-}
-
-/** A buildset either gets its one report or is cancelled first (superseded, abandoned); never both. */
-export type BuildsetState = 'active' | 'cancelled' | 'reported';
-
-/**
- * The reporter's decision for a buildset it read in `state` with these builds: the outcome to post, after
- * a conditional write `active -> reported` wins (so two reporters racing post once), or undefined.
- * A cancel is the conditional write `active -> cancelled`; whichever lands first decides.
- */
-export function reportDecision(
-  state: BuildsetState,
-  builds: readonly Pick<Build, 'state' | 'voting'>[],
-  options: { commentOnly: boolean },
-): Extract<BuildsetOutcome, { report: true }> | undefined {
-  if (state !== 'active') return undefined;
-  const outcome = buildsetOutcome(builds, options);
-  return outcome.complete && outcome.report ? outcome : undefined;
 }

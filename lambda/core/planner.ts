@@ -125,7 +125,7 @@ export function planEvent(config: Config, raw: unknown, inputs: PlanInputs = {})
   return planParsedEvent(config, parseGerritEvent(raw), inputs);
 }
 
-/** Plans an already-parsed event (the ingest parses once to dedupe and log, then plans). */
+/** Plans an already-parsed event; the ingest and the scheduler plan raw events with `planEvent`, which calls this. */
 export function planParsedEvent(config: Config, event: GerritEvent, inputs: PlanInputs = {}): Plan {
   const compiled = compile(config);
   switch (event.type) {

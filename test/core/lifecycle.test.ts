@@ -4,13 +4,11 @@ import {
   CAPACITY_WAIT_LIMIT_SECONDS,
   isTerminal,
   newBuild,
-  reportDecision,
   transition,
   zuulResult,
   type Build,
   type BuildCommand,
   type BuildEvent,
-  type BuildsetState,
   type NodeResult,
 } from '../../lambda/core/lifecycle';
 
@@ -220,7 +218,7 @@ describe('transition: the paths of one build', () => {
   });
 });
 
-describe('buildsetOutcome and reportDecision', () => {
+describe('buildsetOutcome', () => {
   const b = (state: Build['state'], voting = true) => ({ state, voting });
 
   it('waits for every build', () => {
@@ -247,11 +245,13 @@ describe('buildsetOutcome and reportDecision', () => {
     });
   });
 
-  it('never reports a cancelled buildset or one already reported', () => {
-    expect(buildsetOutcome([b('succeeded'), b('cancelled')], { commentOnly: false })).toMatchObject({ report: false });
-    expect(reportDecision('reported', [b('succeeded')], { commentOnly: false })).toBeUndefined();
-    expect(reportDecision('cancelled', [b('succeeded')], { commentOnly: false })).toBeUndefined();
-    expect(reportDecision('active', [b('succeeded')], { commentOnly: false })).toMatchObject({ vote: 1 });
+  it('never reports a cancelled buildset or one without builds', () => {
+    expect(buildsetOutcome([b('succeeded'), b('cancelled')], { commentOnly: false })).toEqual({
+      complete: true,
+      report: false,
+      why: 'cancelled',
+    });
+    expect(buildsetOutcome([], { commentOnly: false })).toEqual({ complete: true, report: false, why: 'no builds' });
   });
 });
 
@@ -265,6 +265,16 @@ describe('buildsetOutcome and reportDecision', () => {
 interface Stored<T> {
   value: T;
   version: number;
+}
+
+/** The model's buildset: reported or cancelled by a conditional write from active, whichever lands first. */
+type BuildsetState = 'active' | 'cancelled' | 'reported';
+
+/** The reporter's decision in the model: the outcome to post, when the buildset is active and reportable. */
+function reportDecision(state: BuildsetState, builds: readonly Build[], options: { commentOnly: boolean }) {
+  if (state !== 'active') return undefined;
+  const outcome = buildsetOutcome(builds, options);
+  return outcome.complete && outcome.report ? outcome : undefined;
 }
 
 interface Buildset {

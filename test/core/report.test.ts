@@ -1,4 +1,4 @@
-import type { Build } from '../../lambda/core/lifecycle';
+import { buildsetOutcome, type Build } from '../../lambda/core/lifecycle';
 import {
   buildsetReview,
   renderReport,
@@ -15,6 +15,13 @@ const report = {
 
 function finished(jobName: string, state: Build['state'], extra: Partial<FinishedBuild> = {}): FinishedBuild {
   return { jobName, voting: true, state, ...extra };
+}
+
+/** The review as the reporter makes it: the outcome decided once, then rendered. */
+function reviewOf(pipeline: 'check' | 'gate', builds: FinishedBuild[], options: typeof report) {
+  const outcome = buildsetOutcome(builds, { commentOnly: options.commentOnly });
+  if (!outcome.complete || !outcome.report) throw new Error(`not reportable: ${JSON.stringify(outcome)}`);
+  return buildsetReview(pipeline, builds, outcome, options);
 }
 
 // The zuul-results-summary plugin's patterns, as documented in the Gerrit reference.
@@ -90,7 +97,7 @@ describe('renderReport', () => {
 
 describe('buildsetReview', () => {
   it('votes +1 when every voting build succeeded, whatever the non-voting ones did', () => {
-    const review = buildsetReview(
+    const review = reviewOf(
       'check',
       [
         finished('pep8', 'succeeded', { elapsedSeconds: 60, logUrl: 'https://logs.example/pep8/' }),
@@ -118,7 +125,7 @@ describe('buildsetReview', () => {
     ['node_failure', 'NODE_FAILURE'],
     ['retry_limit', 'RETRY_LIMIT'],
   ] as const)('votes -1 when a voting build ends %s, reported as %s', (state, result) => {
-    const review = buildsetReview('check', [finished('pep8', 'succeeded'), finished('py27', state)], report);
+    const review = reviewOf('check', [finished('pep8', 'succeeded'), finished('py27', state)], report);
     expect(review?.labels).toEqual({ Verified: -1 });
     expect(review?.message.split('\n')).toEqual([
       'Build failed (check pipeline).',
@@ -131,32 +138,29 @@ describe('buildsetReview', () => {
   });
 
   it('reports ERROR for a failed build whose node said ERROR', () => {
-    const review = buildsetReview('gate', [finished('pep8', 'failed', { result: 'ERROR' })], report);
+    const review = reviewOf('gate', [finished('pep8', 'failed', { result: 'ERROR' })], report);
     expect(review?.message).toContain('- pep8 : ERROR');
   });
 
   it('uses the configured label and never a value other than +1/-1', () => {
-    const review = buildsetReview('check', [finished('pep8', 'failed')], { ...report, label: 'Verified-Akanda' });
+    const review = reviewOf('check', [finished('pep8', 'failed')], { ...report, label: 'Verified-Akanda' });
     expect(review?.labels).toEqual({ 'Verified-Akanda': -1 });
   });
 
   it('comments without a vote when commentOnly or when no job votes', () => {
-    const commentOnly = buildsetReview('check', [finished('pep8', 'failed')], { ...report, commentOnly: true });
+    const commentOnly = reviewOf('check', [finished('pep8', 'failed')], { ...report, commentOnly: true });
     expect(commentOnly).toEqual({ message: expect.stringContaining('Build failed'), tag: REVIEW_TAG });
     expect(commentOnly).not.toHaveProperty('labels');
-    const nonVoting = buildsetReview('check', [finished('pep8', 'failed', { voting: false })], report);
+    const nonVoting = reviewOf('check', [finished('pep8', 'failed', { voting: false })], report);
     expect(nonVoting).not.toHaveProperty('labels');
     expect(nonVoting?.message.startsWith('Build succeeded (check pipeline).')).toBe(true);
   });
 
-  it('gives nothing while a build runs and nothing for a cancelled buildset', () => {
-    expect(buildsetReview('check', [finished('pep8', 'succeeded'), finished('py27', 'running')], report)).toBe(
-      undefined,
-    );
-    expect(buildsetReview('check', [finished('pep8', 'succeeded'), finished('py27', 'cancelled')], report)).toBe(
-      undefined,
-    );
-    expect(buildsetReview('check', [], report)).toBe(undefined);
+  it('renders the outcome it is given (the reporter decides it once)', () => {
+    const builds = [finished('pep8', 'failed', { voting: false })];
+    const review = buildsetReview('check', builds, { complete: true, report: true, succeeded: false }, report);
+    expect(review.message.startsWith('Build failed (check pipeline).')).toBe(true);
+    expect(review).not.toHaveProperty('labels');
   });
 });
 
