@@ -34,6 +34,9 @@ export async function reap(ports: ControlPorts): Promise<ReaperSummary> {
   const strays = instances.filter((instance) => {
     const build = instance.buildId ? builds.get(instance.buildId) : undefined;
     if (!build || isTerminal(build.state)) return true;
+    // Launched for an earlier launch of the build (its `akanda-ci:launch` tag): a leftover, even before
+    // the build has recorded its current instance.
+    if (instance.launchSeq !== undefined && instance.launchSeq !== build.launchSeq) return true;
     // A launching build may not have recorded its instance yet; any other mismatch is a leftover.
     return build.instanceId !== undefined && build.instanceId !== instance.instanceId;
   });

@@ -32,12 +32,15 @@ class RecordingFleet implements Fleet {
   readonly launches: LaunchRequest[] = [];
   readonly terminated: string[] = [];
   live = new Map<string, string>();
+  /** Each instance's `akanda-ci:launch` tag. */
+  readonly launchTags = new Map<string, number>();
   private next = 0;
 
   async launch(request: LaunchRequest): Promise<LaunchOutcome> {
     this.launches.push(request);
     const instanceId = `i-${String(++this.next).padStart(17, '0')}`;
     this.live.set(instanceId, request.buildId);
+    this.launchTags.set(instanceId, request.launchSeq);
     return { status: 'launched', instanceId, lifecycle: 'spot' };
   }
 
@@ -49,7 +52,10 @@ class RecordingFleet implements Fleet {
   }
 
   async listManagedInstances(): Promise<ManagedInstance[]> {
-    return [...this.live].map(([instanceId, buildId]) => ({ instanceId, buildId, state: 'running' }));
+    return [...this.live].map(([instanceId, buildId]) => {
+      const launchSeq = this.launchTags.get(instanceId);
+      return { instanceId, buildId, state: 'running', ...(launchSeq === undefined ? {} : { launchSeq }) };
+    });
   }
 }
 
@@ -313,6 +319,27 @@ it('times out overdue builds and terminates nodes without a live build', async (
   expect(after).toMatchObject({ state: 'timed_out', result: 'TIMED_OUT' });
   expect(t.fleet.terminated).toEqual(['i-00000000000000099', build.instanceId]);
   expect(t.reports).toEqual([{ buildsetId }]);
+  t.store.destroy();
+});
+
+it('terminates a node launched for an earlier launch of its build, before the build records its current node', async () => {
+  const t = await setup(10);
+  const change = gerrit.createChange({ project: PROJECT });
+  const buildsetId = await t.ingest(gerrit.patchsetCreatedEvent(change.number));
+  await t.drain();
+  const first = await t.buildOf(buildsetId);
+  expect(first).toMatchObject({ state: 'launching', launchSeq: 1 });
+  // The build went on to its second launch, not answered yet; the first launch's node is still up.
+  const relaunching: BuildRecord = { ...first, launchSeq: 2, version: first.version + 1 };
+  delete relaunching.instanceId;
+  expect(await t.store.putBuild(relaunching)).toBe(true);
+  // A node of the current launch whose launch is not recorded yet stays.
+  t.fleet.live.set('i-00000000000000042', first.buildId);
+  t.fleet.launchTags.set('i-00000000000000042', 2);
+
+  expect(await reap(t.ports)).toEqual({ timedOut: [], terminated: [first.instanceId] });
+  expect(t.fleet.terminated).toEqual([first.instanceId]);
+  expect(await reap(t.ports)).toEqual({ timedOut: [], terminated: [] });
   t.store.destroy();
 });
 
