@@ -257,6 +257,22 @@ export class ControlPlaneStack extends Stack {
         ],
       }),
     );
+    // A rolling image is replaced only by a newer merge, so its latest.json is read first; listing
+    // makes a missing one a 404 rather than a 403 (the keys are public through the CDN anyway).
+    reporter.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'ReadRollingImageRecords',
+        actions: ['s3:GetObject'],
+        resources: [imagesBucket.arnForObjects('images/*/latest.json'), imagesBucket.arnForObjects('latest.json')],
+      }),
+    );
+    reporter.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'ListImages',
+        actions: ['s3:ListBucket'],
+        resources: [imagesBucket.bucketArn],
+      }),
+    );
     reporter.addToRolePolicy(
       new iam.PolicyStatement({
         sid: 'InvalidateLatestImage',
@@ -343,6 +359,11 @@ export class ControlPlaneStack extends Stack {
         finding: nagFinding('Resource::arn:{partition}:s3:::{name}-logs-{account}-{region}/logs/*'),
         reason:
           'Log keys are per build (logs/<NN>/<change>/...); the node API signs uploads only under one build prefix, and the reporter reads published artifacts from there.',
+      },
+      {
+        finding: nagFinding('Resource::arn:{partition}:s3:::{name}-images-{account}-{region}/images/*/latest.json'),
+        reason:
+          "The reporter reads each branch's latest.json (images/<branch dir>/latest.json) before replacing that branch's rolling image.",
       },
       {
         finding: nagFinding('Resource::arn:{partition}:s3:::{name}-images-{account}-{region}/images/*'),

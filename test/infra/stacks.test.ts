@@ -620,6 +620,12 @@ describe('IAM', () => {
       'InvalidateLatestImage',
     ]);
 
+    // It reads only the rolling images' latest.json from the images bucket (a newer merge's is kept).
+    const imageReads = reporter.filter((s) => grants(s, 's3:GetObject') && onImages(s));
+    expect(imageReads.map((s) => s.Sid)).toEqual(['ReadRollingImageRecords']);
+    expect(JSON.stringify(imageReads[0]?.Resource)).toMatch(/-images-.*\/images\/\*\/latest\.json".*\/latest\.json"/);
+    expect(reporter.filter((s) => grants(s, 's3:ListBucket')).map((s) => s.Sid)).toEqual(['ListImages']);
+
     // No other handler may write images or invalidate the CDN.
     const writers = Object.entries(resourcesOf(synth.controlPlane, 'AWS::IAM::Policy')).filter(([, policy]) => {
       const document = policy.Properties?.PolicyDocument as { Statement: Statement[] };
