@@ -43,6 +43,8 @@ export interface GerritChange {
   ref: string;
   /** Present when the server returned the current commit (getChange asks for it). */
   commitMessage?: string;
+  /** The current commit's parents (40 hex), present with `commitMessage`. */
+  parents?: string[];
   workInProgress: boolean;
 }
 
@@ -209,7 +211,13 @@ const numberish = z.union([z.number().int(), z.string().regex(/^\d+$/).transform
 const revisionInfoSchema = z.object({
   _number: numberish,
   ref: z.string(),
-  commit: z.object({ message: z.string().optional(), subject: z.string().optional() }).optional(),
+  commit: z
+    .object({
+      message: z.string().optional(),
+      subject: z.string().optional(),
+      parents: z.array(z.object({ commit: z.string() })).optional(),
+    })
+    .optional(),
 });
 
 const changeInfoSchema = z.object({
@@ -262,6 +270,9 @@ function toGerritChange(info: ChangeInfo): GerritChange | string {
     currentRevision: revision,
     ref,
     ...(revisionInfo.commit?.message !== undefined ? { commitMessage: revisionInfo.commit.message } : {}),
+    ...(revisionInfo.commit?.parents !== undefined
+      ? { parents: revisionInfo.commit.parents.map((p) => p.commit).filter((sha) => REVISION.test(sha)) }
+      : {}),
     workInProgress: info.work_in_progress ?? false,
   };
 }

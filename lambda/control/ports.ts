@@ -26,7 +26,7 @@ export interface QueuePort<T> {
 /** The Gerrit REST calls the control plane makes (GerritClient has them). */
 export type GerritPort = Pick<
   GerritClient,
-  'getChange' | 'getChangedFiles' | 'resolveDependency' | 'postReview' | 'hasReview'
+  'getChange' | 'getChangedFiles' | 'resolveDependency' | 'postReview' | 'hasReview' | 'queryOpenChanges'
 >;
 
 export interface LogUpload {

@@ -255,6 +255,17 @@ async function replan(ports: ControlPorts, buildset: BuildsetRecord): Promise<Re
   const resolved = await resolveDependencies(ports, buildset, buildset.change, original.dependsOn);
   if ('unresolvable' in resolved) return { kind: 'unrunnable', reason: resolved.unresolvable };
   const { dependencies } = resolved;
+  // One checkout per project: the node tests a same-project dependency only through the change's history.
+  for (const dependency of dependencies) {
+    if (dependency.project !== buildset.project) continue;
+    if (await isAncestor(ports, change, dependency.revision)) continue;
+    return {
+      kind: 'unrunnable',
+      reason:
+        `Depends-On change ${dependency.change} is in the same project but not in the history of this patchset: ` +
+        `rebase onto patchset ${dependency.patchset} of change ${dependency.change} to test them together`,
+    };
+  }
   if (dependencies.length === 0) return { kind: 'run', triggered: withoutDependencies.triggered, dependencies };
   const plan = planEvent(ports.config, raw, { ...inputs, dependencies });
   return { kind: 'run', triggered: findTriggered(plan, buildset).triggered, dependencies };
@@ -335,6 +346,28 @@ async function resolveDependencies(
   const cycle = findDependencyCycle(graph);
   if (cycle) return { unresolvable: new DependencyCycleError(cycle).message };
   return { dependencies };
+}
+
+/**
+ * Whether `revision` is in the history of the change's current commit: a walk down the parents
+ * through open changes (a commit already in the branch ends it, as does a chain longer than the
+ * Depends-On limit). One query and one change read per step.
+ */
+async function isAncestor(ports: ControlPorts, change: GerritChange, revision: string): Promise<boolean> {
+  const seen = new Set<string>();
+  let parents = change.parents ?? [];
+  for (let step = 0; step <= MAX_DEPENDENCY_CHANGES && parents.length > 0; step++) {
+    if (parents.includes(revision)) return true;
+    const next: string[] = [];
+    for (const parent of parents) {
+      if (seen.has(parent)) continue;
+      seen.add(parent);
+      const [open] = await ports.gerrit.queryOpenChanges(`project:${change.project} commit:${parent}`);
+      if (open) next.push(...((await ports.gerrit.getChange(open.number)).parents ?? []));
+    }
+    parents = next;
+  }
+  return false;
 }
 
 function footerText(footer: DependsOnFooter): string {

@@ -56,7 +56,11 @@ async function rawServer(handler: Parameters<typeof createServer>[1]): Promise<{
 describe('reading changes', () => {
   it('gets a change with its current revision and commit message, authenticated under /a/', async () => {
     const created = gerrit.createChange({ project: RUG, branch: 'stable/kilo', subject: 'Fix router' });
-    const ps2 = gerrit.addPatchset(created.number, { commitMessage: `Fix router\n\nChange-Id: ${created.changeId}\n` });
+    const parent = 'b'.repeat(40);
+    const ps2 = gerrit.addPatchset(created.number, {
+      commitMessage: `Fix router\n\nChange-Id: ${created.changeId}\n`,
+      parent,
+    });
 
     const change = await client.getChange(created.number);
 
@@ -71,6 +75,7 @@ describe('reading changes', () => {
       currentRevision: ps2.revision,
       ref: 'refs/changes/01/1201/2',
       commitMessage: `Fix router\n\nChange-Id: ${created.changeId}\n`,
+      parents: [parent],
       workInProgress: false,
     });
     expect(gerrit.requests).toEqual([

@@ -137,6 +137,7 @@ it('posts one review however many deliveries race for it, even while the first P
       getChange: (...args) => client.getChange(...args),
       getChangedFiles: (...args) => client.getChangedFiles(...args),
       resolveDependency: (...args) => client.resolveDependency(...args),
+      queryOpenChanges: (...args) => client.queryOpenChanges(...args),
       hasReview: (...args) => client.hasReview(...args),
       postReview: async (...args) => {
         if (!held) {

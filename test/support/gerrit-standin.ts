@@ -27,6 +27,8 @@ export interface StandinPatchset {
   commitMessage: string;
   /** Changed paths (without `/COMMIT_MSG`, which the files endpoint always adds). */
   files: string[];
+  /** The commit's parent (40 hex); a commit already in the branch when not given. */
+  parent?: string;
   /** Epoch seconds. */
   createdOn: number;
 }
@@ -55,6 +57,8 @@ export interface CreateChangeInput {
   /** Default: random 40 hex; pass the sha of a commit in a real repository for end-to-end runs. */
   revision?: string;
   files?: string[];
+  /** The parent commit, e.g. another change's revision (stacked changes). */
+  parent?: string;
   status?: StandinChangeStatus;
   workInProgress?: boolean;
 }
@@ -63,6 +67,7 @@ export interface AddPatchsetInput {
   revision?: string;
   commitMessage?: string;
   files?: string[];
+  parent?: string;
 }
 
 /** One review POST as received, whatever it was answered. */
@@ -246,6 +251,7 @@ export class GerritStandin {
       revision: input.revision,
       commitMessage: input.commitMessage ?? `${subject}\n\nChange-Id: ${changeId}\n`,
       files: input.files,
+      parent: input.parent,
     });
     return change;
   }
@@ -263,6 +269,7 @@ export class GerritStandin {
       commitMessage:
         input.commitMessage ?? previous?.commitMessage ?? `${change.subject}\n\nChange-Id: ${change.changeId}\n`,
       files: input.files ?? previous?.files ?? ['README.rst'],
+      ...(input.parent !== undefined ? { parent: input.parent } : {}),
       createdOn: Math.floor(this.now() / 1000),
     };
     change.patchsets.push(patchset);
@@ -740,7 +747,7 @@ export class GerritStandin {
         ...(withCommit
           ? {
               commit: {
-                parents: [{ commit: '0'.repeat(40), subject: 'parent' }],
+                parents: [{ commit: ps.parent ?? '0'.repeat(40), subject: 'parent' }],
                 subject: ps.commitMessage.split('\n')[0],
                 message: ps.commitMessage,
               },
@@ -779,6 +786,7 @@ export class GerritStandin {
         predicates.push((c) => c.status === unquoted.toUpperCase());
       } else if (operator === 'project') predicates.push((c) => c.project === unquoted);
       else if (operator === 'branch') predicates.push((c) => c.branch === unquoted);
+      else if (operator === 'commit') predicates.push((c) => c.patchsets.some((p) => p.revision === unquoted));
       else if ((operator === 'change' || operator === '') && /^[1-9][0-9]*$/.test(unquoted)) {
         predicates.push((c) => c.number === Number(unquoted));
       } else if ((operator === 'change' || operator === '') && CHANGE_ID.test(unquoted)) {
