@@ -4,6 +4,7 @@
  * Items:
  * - event dedupe   pk `EVENT#<canonical key>`  sk `EVENT`     written once (attribute_not_exists)
  * - buildset       pk `BUILDSET#<id>`          sk `BUILDSET`  gsi1 `change#<project>#<change>` / `<createdAt>#<id>`
+ * - buildset sweep pk `BUILDSET#<id>`          sk `SWEEP`     gsi1 `sweep#buildset` / `<dueAt>#<id>` while open
  * - instance       pk `INSTANCE#<id>`          sk `INSTANCE`  the build a node was launched for
  * - launch lease   pk `LEASE#launch`           sk `LEASE`     one launcher at a time
  * - build          pk `BUILD#<id>`             sk `BUILD`     gsi1 `build#<state>` / `<createdAt>#<id>` while not terminal
@@ -52,6 +53,18 @@ export interface StoredBuildset {
   closedAt?: number;
   version: number;
 }
+
+/** A buildset's sweep marker: when the reaper should next look whether the buildset is stuck. */
+export interface BuildsetSweep {
+  buildsetId: string;
+  /** Epoch seconds. */
+  dueAt: number;
+  /** Messages the sweep has re-sent for this buildset so far. */
+  nudges: number;
+}
+
+/** A new buildset is first swept this long after it was recorded (the reaper's bound for `pending`). */
+export const FIRST_SWEEP_AFTER_SECONDS = 30 * 60;
 
 /** How long finished items stay (the logs themselves live in S3 with their own retention). */
 const FINISHED_TTL_SECONDS = 30 * 24 * 3600;
@@ -112,8 +125,55 @@ export class Store {
   /**
    * Writes a buildset whose `version` is one more than the version read (0 for a new one).
    * False when someone else wrote it first (or, for a new one, it exists already).
+   *
+   * A new buildset gets its sweep marker first (a crash in between leaves a marker the sweep drops),
+   * so every open buildset is found by `dueBuildsetSweeps` without a scan; a closed one loses it after
+   * the write (a crash in between leaves one the sweep drops).
    */
   async putBuildset<T extends StoredBuildset>(buildset: T): Promise<boolean> {
+    if (buildset.version === 0) {
+      await this.conditionalPut(
+        sweepItem({
+          buildsetId: buildset.buildsetId,
+          dueAt: buildset.createdAt + FIRST_SWEEP_AFTER_SECONDS,
+          nudges: 0,
+        }),
+        'attribute_not_exists(pk)',
+      );
+    }
+    const won = await this.putBuildsetItem(buildset);
+    if (won && buildset.closedAt !== undefined) await this.deleteBuildsetSweep(buildset.buildsetId);
+    return won;
+  }
+
+  /** Open buildsets due for a look, the longest overdue first, at most `limit`. */
+  async dueBuildsetSweeps(now: number, limit: number): Promise<BuildsetSweep[]> {
+    const items = await this.queryAll<BuildsetSweep>(
+      {
+        TableName: this.tableName,
+        IndexName: 'byState',
+        KeyConditionExpression: 'gsi1pk = :pk AND gsi1sk <= :upTo',
+        ExpressionAttributeValues: { ':pk': SWEEP_PARTITION, ':upTo': `${pad(now)}#~` },
+        ScanIndexForward: true,
+        Limit: limit,
+      },
+      limit,
+    );
+    return items.map(({ buildsetId, dueAt, nudges }) => ({ buildsetId, dueAt, nudges }));
+  }
+
+  /** Sets when the buildset is next swept (unconditionally: the reaper is the only sweeper). */
+  async putBuildsetSweep(sweep: BuildsetSweep): Promise<void> {
+    await this.doc.send(new PutCommand({ TableName: this.tableName, Item: sweepItem(sweep) }));
+  }
+
+  async deleteBuildsetSweep(buildsetId: string): Promise<void> {
+    await this.doc.send(
+      new DeleteCommand({ TableName: this.tableName, Key: { pk: `BUILDSET#${buildsetId}`, sk: 'SWEEP' } }),
+    );
+  }
+
+  private async putBuildsetItem<T extends StoredBuildset>(buildset: T): Promise<boolean> {
     const item: Record<string, unknown> = {
       ...(buildset as StoredBuildset),
       pk: `BUILDSET#${buildset.buildsetId}`,
@@ -312,6 +372,20 @@ export class Store {
     } while (start && (limit === undefined || items.length < limit));
     return limit === undefined ? items : items.slice(0, limit);
   }
+}
+
+const SWEEP_PARTITION = 'sweep#buildset';
+
+function sweepItem(sweep: BuildsetSweep): Record<string, unknown> {
+  return {
+    pk: `BUILDSET#${sweep.buildsetId}`,
+    sk: 'SWEEP',
+    gsi1pk: SWEEP_PARTITION,
+    gsi1sk: `${pad(sweep.dueAt)}#${sweep.buildsetId}`,
+    ...sweep,
+    // A marker nobody reschedules any more (a crash between writes) goes in time on its own.
+    expiresAt: Math.floor(sweep.dueAt) + FINISHED_TTL_SECONDS,
+  };
 }
 
 /** Drops the table's key attributes so callers see only their own record. */

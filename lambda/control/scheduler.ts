@@ -111,6 +111,7 @@ async function scheduleBuildset(ports: ControlPorts, buildsetId: string): Promis
   }
 
   const graceSeconds = durationSeconds(ports.config.limits.timeoutGrace);
+  const claimTimeoutSeconds = durationSeconds(ports.config.limits.claimTimeout);
   const builds = jobs.map((job, index): BuildRecord => {
     const buildId = createHash('sha256').update(`${buildsetId}:${job.name}`).digest('hex').slice(0, 20);
     const location: LogLocation =
@@ -134,6 +135,7 @@ async function scheduleBuildset(ports: ControlPorts, buildsetId: string): Promis
           voting: job.voting,
           timeoutSeconds: job.timeoutSeconds,
           graceSeconds,
+          claimTimeoutSeconds,
           maxAttempts: ports.config.limits.maxAttempts,
         },
         // The queue is first in first out by event arrival; microseconds apart keep job order.

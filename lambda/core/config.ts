@@ -151,6 +151,13 @@ const limitsSchema = z.strictObject({
   timeoutGrace: duration
     .default('10m')
     .describe("Extra time after a job's timeout before the reaper declares TIMED_OUT."),
+  claimTimeout: duration
+    .refine((text) => !DURATION_PATTERN.test(text) || durationSeconds(text) > 0, { message: 'must be longer than 0s' })
+    .default('15m')
+    .describe(
+      'How long a launched node may take to claim its build (boot, agent download) before the reaper ' +
+        'terminates it and relaunches the build as its next attempt (NODE_FAILURE after limits.maxAttempts).',
+    ),
   maxAttempts: z
     .number()
     .int()

@@ -17,6 +17,8 @@
  * |             |   capacity wait > 2h        |                            |                                 |
  * | launching   | launch_failed(not retryable)| node_failure               | report_if_complete              |
  * | launching   | claimed                     | running                    | -                               |
+ * | launching   | claim_deadline_passed       | queued (attempt+1)         | terminate?                      |
+ * |             |   (>= claimDeadlineAt)      |   or node_failure at max   |   (report_if_complete first)    |
  * | running     | launched(seq, id), no id yet| running (+instanceId)      | -                               |
  * | launching,  | result(SUCCESS)             | succeeded                  | report_if_complete, terminate?  |
  * |   running   | result(FAILURE / ERROR)     | failed                     | report_if_complete, terminate?  |
@@ -34,12 +36,26 @@
  * is launchable once `launchableAt(build)` has passed and the concurrency limit allows.
  *
  * Stale events are no-ops: node events (`claimed`, `result`) whose `attempt` or `launchSeq` is not the
- * build's; `launched`/`launch_failed` for another `launchSeq`; `interrupted` for an instance other than
- * the build's, or for an instance the build has not adopted yet unless the event names its launch
- * (`launchSeq`, from the instance's `akanda-ci:launch` tag). A claim that names its instance adopts it.
+ * build's; `launched`/`launch_failed`/`claim_deadline_passed` for another `launchSeq`; `interrupted` for an
+ * instance other than the build's, or for an instance the build has not adopted yet unless the event names
+ * its launch (`launchSeq`, from the instance's `akanda-ci:launch` tag). A claim that names its instance
+ * adopts it.
  *
  * The deadline of an attempt is fixed when it is launched: launch time + job timeout (already capped by
  * `limits.buildTimeLimit`) + `limits.timeoutGrace`; the grace covers boot, fetch and log upload.
+ *
+ * So is its claim deadline: launch time + `limits.claimTimeout`, at most the attempt's deadline. A node
+ * that has not claimed by then (failed boot, hung agent, a bad AMI, a scheduler that died after
+ * `launch_requested`) is treated like a lost node: the attempt ends, its instance (if known) is terminated
+ * and the build goes back to the queue, so it neither holds a slot of the node limit for hours nor ends
+ * TIMED_OUT for a job that never ran. When that happens on the last attempt the build is NODE_FAILURE, not
+ * RETRY_LIMIT: the last attempt never got a usable node, which is what NODE_FAILURE says in Zuul (and what
+ * a launch that fails for good already gives here), while RETRY_LIMIT says the job itself was started and
+ * cut short too often; the word sends the operator to the AMI and the boot, not to the job. The attempt
+ * that ends the build decides, whatever ended the earlier ones (as with a failed launch after an
+ * interruption). The reaper sends `claim_deadline_passed` before `deadline_passed`, so an attempt whose
+ * node never claimed is relaunched, not TIMED_OUT; a build without `claimTimeoutSeconds` (recorded before
+ * the limit existed) has no claim deadline.
  *
  * Buildsets (their states are the control plane's, `lambda/control/records.ts`): `buildsetOutcome` says
  * when every build is terminal and whether the buildset gets a review. Cancelled builds never ask for a
@@ -92,6 +108,8 @@ export interface Build {
   graceSeconds: number;
   /** `limits.maxAttempts`. */
   maxAttempts: number;
+  /** `limits.claimTimeout`; absent on builds recorded before it existed (they get no claim deadline). */
+  claimTimeoutSeconds?: number;
   state: BuildState;
   /** 1-based; a spot interruption starts the next attempt. */
   attempt: number;
@@ -108,6 +126,8 @@ export interface Build {
   claimedAt?: number;
   /** When the current attempt is overdue: the reaper sends `deadline_passed`. */
   deadlineAt?: number;
+  /** While launching: when the node is lost unless it has claimed; the reaper sends `claim_deadline_passed`. */
+  claimDeadlineAt?: number;
   finishedAt?: number;
   /** Set exactly when the state is terminal. */
   result?: ZuulResult;
@@ -129,6 +149,8 @@ export type BuildEvent =
    */
   | { type: 'interrupted'; attempt?: number; launchSeq?: number; instanceId?: string }
   | { type: 'deadline_passed' }
+  /** launchSeq: the launch the sender saw overdue; a later launch has its own deadline. */
+  | { type: 'claim_deadline_passed'; launchSeq?: number }
   | { type: 'cancel'; reason?: string };
 
 export type BuildCommand =
@@ -145,7 +167,15 @@ export interface Transition<B extends Build> {
 
 export type NewBuild = Pick<
   Build,
-  'buildId' | 'buildsetId' | 'jobName' | 'nodeLabel' | 'voting' | 'timeoutSeconds' | 'graceSeconds' | 'maxAttempts'
+  | 'buildId'
+  | 'buildsetId'
+  | 'jobName'
+  | 'nodeLabel'
+  | 'voting'
+  | 'timeoutSeconds'
+  | 'graceSeconds'
+  | 'maxAttempts'
+  | 'claimTimeoutSeconds'
 >;
 
 export function newBuild(fields: NewBuild, now: number): Build {
@@ -189,13 +219,16 @@ export function transition<B extends Build>(build: B, event: BuildEvent, now: nu
     case 'launch_requested': {
       if (build.state !== 'queued') return same;
       const launchSeq = build.launchSeq + 1;
+      const deadlineAt = now + build.timeoutSeconds + build.graceSeconds;
       return step(
         build,
         {
           state: 'launching',
           launchSeq,
           launchedAt: now,
-          deadlineAt: now + build.timeoutSeconds + build.graceSeconds,
+          deadlineAt,
+          claimDeadlineAt:
+            build.claimTimeoutSeconds === undefined ? undefined : Math.min(deadlineAt, now + build.claimTimeoutSeconds),
           instanceId: undefined,
           claimedAt: undefined,
           notBefore: undefined,
@@ -241,6 +274,7 @@ export function transition<B extends Build>(build: B, event: BuildEvent, now: nu
           launchRetries,
           notBefore: now + backoff,
           deadlineAt: undefined,
+          claimDeadlineAt: undefined,
           launchedAt: undefined,
           reason: event.reason,
         },
@@ -252,15 +286,16 @@ export function transition<B extends Build>(build: B, event: BuildEvent, now: nu
       if (build.state !== 'launching' || staleAttempt(build, event.attempt) || staleLaunch(build, event.launchSeq)) {
         return same;
       }
-      if (event.instanceId === undefined) return step(build, { state: 'running', claimedAt: now }, []);
+      const claimed = { state: 'running' as const, claimedAt: now, claimDeadlineAt: undefined };
+      if (event.instanceId === undefined) return step(build, claimed, []);
       if (build.instanceId !== undefined && build.instanceId !== event.instanceId) return same;
       // The node may claim before its launch is recorded: learn the instance now, so its interruption counts.
-      return step(build, { state: 'running', claimedAt: now, instanceId: event.instanceId }, []);
+      return step(build, { ...claimed, instanceId: event.instanceId }, []);
     }
 
     case 'result': {
       if (!active || staleAttempt(build, event.attempt)) return same;
-      if (event.result === 'INTERRUPTED') return interrupt(build, now, undefined);
+      if (event.result === 'INTERRUPTED') return endAttempt(build, now, undefined, 'interrupted');
       const elapsedSeconds = event.elapsedSeconds ?? now - (build.claimedAt ?? build.launchedAt ?? now);
       if (event.result === 'SUCCESS') return finish(build, 'succeeded', now, { elapsedSeconds });
       return finish(build, 'failed', now, { elapsedSeconds, result: event.result });
@@ -274,7 +309,13 @@ export function transition<B extends Build>(build: B, event: BuildEvent, now: nu
         // number it must not cost an attempt (if it was ours, the deadline still catches the build).
         if (build.instanceId === undefined && event.launchSeq === undefined) return same;
       }
-      return interrupt(build, now, event.instanceId);
+      return endAttempt(build, now, event.instanceId, 'interrupted');
+    }
+
+    case 'claim_deadline_passed': {
+      if (build.state !== 'launching' || staleLaunch(build, event.launchSeq)) return same;
+      if (build.claimDeadlineAt === undefined || now < build.claimDeadlineAt) return same;
+      return endAttempt(build, now, undefined, 'unclaimed');
     }
 
     case 'deadline_passed': {
@@ -335,18 +376,29 @@ function finish<B extends Build>(
       reason: extra.reason,
       notBefore: undefined,
       deadlineAt: undefined,
+      claimDeadlineAt: undefined,
     },
     commands,
   );
 }
 
-function interrupt<B extends Build>(build: B, now: number, reportedInstanceId: string | undefined): Transition<B> {
+/**
+ * The current attempt is lost (`interrupted`: a spot interruption or its node gone; `unclaimed`: its
+ * node never claimed): the node goes and the build is queued as its next attempt, or ends at the
+ * last one (RETRY_LIMIT, or NODE_FAILURE when that attempt never had a usable node).
+ */
+function endAttempt<B extends Build>(
+  build: B,
+  now: number,
+  reportedInstanceId: string | undefined,
+  why: 'interrupted' | 'unclaimed',
+): Transition<B> {
   const instanceId = build.instanceId ?? reportedInstanceId;
+  const what = why === 'interrupted' ? 'interrupted' : 'node did not claim the build';
   if (build.attempt >= build.maxAttempts) {
-    const finished = finish({ ...build, instanceId }, 'retry_limit', now, {
-      reason: `interrupted on attempt ${build.attempt} of ${build.maxAttempts}`,
+    return finish({ ...build, instanceId }, why === 'interrupted' ? 'retry_limit' : 'node_failure', now, {
+      reason: `${what} on attempt ${build.attempt} of ${build.maxAttempts}`,
     });
-    return finished;
   }
   const commands = instanceId === undefined ? [] : [terminate(build, instanceId)];
   return step(
@@ -358,8 +410,9 @@ function interrupt<B extends Build>(build: B, now: number, reportedInstanceId: s
       claimedAt: undefined,
       launchedAt: undefined,
       deadlineAt: undefined,
+      claimDeadlineAt: undefined,
       notBefore: undefined,
-      reason: `interrupted on attempt ${build.attempt}`,
+      reason: `${what} on attempt ${build.attempt}`,
     },
     commands,
   );

@@ -1,5 +1,6 @@
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import {
+  FIRST_SWEEP_AFTER_SECONDS,
   hashToken,
   newToken,
   Store,
@@ -132,6 +133,53 @@ describe('buildsets', () => {
     expect(await store.putBuildset({ ...old, state: 'cancelled', version: 1 })).toBe(true);
     expect(await store.putBuildset({ ...old, state: 'reported', version: 1 })).toBe(false);
     expect((await store.getBuildset<Buildset>('bs-old'))?.state).toBe('cancelled');
+  });
+
+  it('keeps a sweep marker per open buildset, due oldest first, found without a scan and dropped on close', async () => {
+    await ensureTable(dynamo.endpoint, 'akanda-ci-sweep');
+    const sweeps = new Store('akanda-ci-sweep', {
+      endpoint: dynamo.endpoint,
+      region: LOCAL_REGION,
+      credentials: LOCAL_CREDENTIALS,
+    });
+    const bs = (id: string, createdAt: number): Buildset => ({
+      buildsetId: id,
+      project: 'stackforge/akanda-appliance',
+      createdAt,
+      version: 0,
+      state: 'pending',
+    });
+    for (const [id, at] of [
+      ['post-b', 200],
+      ['post-a', 100],
+      ['post-c', 300],
+    ] as const) {
+      expect(await sweeps.putBuildset(bs(id, at))).toBe(true);
+    }
+    // A redelivered create neither wins nor moves the marker.
+    expect(await sweeps.putBuildset(bs('post-a', 250))).toBe(false);
+    expect(await sweeps.dueBuildsetSweeps(100 + FIRST_SWEEP_AFTER_SECONDS - 1, 10)).toEqual([]);
+    expect(await sweeps.dueBuildsetSweeps(200 + FIRST_SWEEP_AFTER_SECONDS, 10)).toEqual([
+      { buildsetId: 'post-a', dueAt: 100 + FIRST_SWEEP_AFTER_SECONDS, nudges: 0 },
+      { buildsetId: 'post-b', dueAt: 200 + FIRST_SWEEP_AFTER_SECONDS, nudges: 0 },
+    ]);
+    const later = 10_000;
+    expect((await sweeps.dueBuildsetSweeps(later, 2)).map((s) => s.buildsetId)).toEqual(['post-a', 'post-b']);
+
+    await sweeps.putBuildsetSweep({ buildsetId: 'post-a', dueAt: later + 60, nudges: 1 });
+    const b = (await sweeps.getBuildset<Buildset>('post-b'))!;
+    expect(await sweeps.putBuildset({ ...b, state: 'scheduled', version: 1 })).toBe(true);
+    const c = (await sweeps.getBuildset<Buildset>('post-c'))!;
+    expect(await sweeps.putBuildset({ ...c, state: 'reported', closedAt: 400, version: 1 })).toBe(true);
+    expect(await sweeps.dueBuildsetSweeps(later + 60, 10)).toEqual([
+      { buildsetId: 'post-b', dueAt: 200 + FIRST_SWEEP_AFTER_SECONDS, nudges: 0 },
+      { buildsetId: 'post-a', dueAt: later + 60, nudges: 1 },
+    ]);
+    await sweeps.deleteBuildsetSweep('post-b');
+    expect((await sweeps.dueBuildsetSweeps(later + 60, 10)).map((s) => s.buildsetId)).toEqual(['post-a']);
+    // The buildset items themselves are untouched by their markers.
+    expect((await sweeps.getBuildset<Buildset>('post-c'))?.state).toBe('reported');
+    sweeps.destroy();
   });
 });
 

@@ -253,6 +253,7 @@ it('node time for an interrupted attempt, then TIMED_OUT at the deadline; the re
   await t.drain(); // relaunched
   const second = await t.buildOf(buildsetId);
   expect(second).toMatchObject({ state: 'launching', attempt: 2 });
+  await t.claim(second.buildId); // a node that never claims is relaunched at its deadline, not TIMED_OUT
   t.metrics.take();
 
   clock += 10 * 60 + 60; // job timeout + grace

@@ -26,6 +26,7 @@ import {
 import { GerritStandin } from '../support/gerrit-standin';
 
 const PROJECT = 'stackforge/akanda-rug';
+const NOTHING_REAPED = { unclaimed: [], timedOut: [], terminated: [], nudged: [] };
 const TOKEN = 'scheduler-test-webhook-token';
 
 class RecordingFleet implements Fleet {
@@ -311,11 +312,13 @@ it('times out overdue builds and terminates nodes without a live build', async (
   const buildsetId = await t.ingest(gerrit.patchsetCreatedEvent(change.number));
   await t.drain();
   const build = await t.buildOf(buildsetId);
+  const claimToken = t.fleet.launches[0]!.claimToken;
+  expect((await handleNodeRequest(t.ports, '/node/claim', { buildId: build.buildId, claimToken })).status).toBe(200);
   t.fleet.live.set('i-00000000000000099', 'no-such-build');
 
-  expect(await reap(t.ports)).toEqual({ timedOut: [], terminated: ['i-00000000000000099'] });
+  expect(await reap(t.ports)).toEqual({ ...NOTHING_REAPED, terminated: ['i-00000000000000099'] });
   clock += 10 * 60 + 60; // job timeout + grace
-  expect(await reap(t.ports)).toEqual({ timedOut: [build.buildId], terminated: [] });
+  expect(await reap(t.ports)).toEqual({ ...NOTHING_REAPED, timedOut: [build.buildId] });
   const after = await t.store.getBuild<BuildRecord>(build.buildId);
   expect(after).toMatchObject({ state: 'timed_out', result: 'TIMED_OUT' });
   expect(t.fleet.terminated).toEqual(['i-00000000000000099', build.instanceId]);
@@ -338,9 +341,9 @@ it('terminates a node launched for an earlier launch of its build, before the bu
   t.fleet.live.set('i-00000000000000042', first.buildId);
   t.fleet.launchTags.set('i-00000000000000042', 2);
 
-  expect(await reap(t.ports)).toEqual({ timedOut: [], terminated: [first.instanceId] });
+  expect(await reap(t.ports)).toEqual({ ...NOTHING_REAPED, terminated: [first.instanceId] });
   expect(t.fleet.terminated).toEqual([first.instanceId]);
-  expect(await reap(t.ports)).toEqual({ timedOut: [], terminated: [] });
+  expect(await reap(t.ports)).toEqual(NOTHING_REAPED);
   t.store.destroy();
 });
 

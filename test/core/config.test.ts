@@ -102,6 +102,7 @@ describe('defaults and helpers', () => {
       maxConcurrentNodes: 10,
       buildTimeLimit: '4h',
       timeoutGrace: '10m',
+      claimTimeout: '15m',
       maxAttempts: 3,
     });
     expect(config.nodes.small).toMatchObject({

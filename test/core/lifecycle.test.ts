@@ -207,6 +207,73 @@ describe('transition: the paths of one build', () => {
     ]);
   });
 
+  it('a node that does not claim by the claim deadline is terminated and the build relaunched as its next attempt', () => {
+    const launched = run(build({ claimTimeoutSeconds: 900 }), [
+      [launchRequested, T0],
+      [{ type: 'launched', launchSeq: 1, instanceId: 'i-1' }, T0 + 1],
+    ]).build;
+    expect(launched).toMatchObject({ state: 'launching', claimDeadlineAt: T0 + 900, deadlineAt: T0 + 2400 });
+    expect(transition(launched, { type: 'claim_deadline_passed', launchSeq: 1 }, T0 + 899).changed).toBe(false);
+    expect(transition(launched, { type: 'claim_deadline_passed', launchSeq: 0 }, T0 + 900).changed).toBe(false);
+    const lost = transition(launched, { type: 'claim_deadline_passed', launchSeq: 1 }, T0 + 900);
+    expect(lost.build).toMatchObject({ state: 'queued', attempt: 2, launchSeq: 1 });
+    expect(lost.build.reason).toBe('node did not claim the build on attempt 1');
+    for (const gone of ['instanceId', 'claimDeadlineAt', 'deadlineAt', 'launchedAt'] as const) {
+      expect(lost.build).not.toHaveProperty(gone);
+    }
+    expect(lost.commands).toEqual([{ type: 'terminate', buildId: 'b1', instanceId: 'i-1' }]);
+    // The late node's claim is stale; the relaunch gets a claim deadline of its own.
+    expect(transition(lost.build, { type: 'claimed', attempt: 1, launchSeq: 1 }, T0 + 901).changed).toBe(false);
+    const relaunched = transition(lost.build, launchRequested, T0 + 960).build;
+    expect(relaunched).toMatchObject({ state: 'launching', attempt: 2, launchSeq: 2, claimDeadlineAt: T0 + 1860 });
+    expect(transition(relaunched, { type: 'claim_deadline_passed', launchSeq: 1 }, T0 + 2000).changed).toBe(false);
+  });
+
+  it('a scheduler that died after launch_requested: the launch never answered is relaunched, no terminate', () => {
+    const stuck = transition(build({ claimTimeoutSeconds: 900 }), launchRequested, T0).build;
+    const lost = transition(stuck, { type: 'claim_deadline_passed' }, T0 + 900);
+    expect(lost.build).toMatchObject({ state: 'queued', attempt: 2 });
+    expect(lost.commands).toEqual([]);
+  });
+
+  it('never claimed on the last attempt: NODE_FAILURE, the report before the terminate', () => {
+    const { build: done, commands } = run(build({ claimTimeoutSeconds: 900, maxAttempts: 2 }), [
+      [launchRequested, T0],
+      [{ type: 'claim_deadline_passed', launchSeq: 1 }, T0 + 900],
+      [launchRequested, T0 + 901],
+      [{ type: 'launched', launchSeq: 2, instanceId: 'i-2' }, T0 + 902],
+      [{ type: 'claim_deadline_passed', launchSeq: 2 }, T0 + 1801],
+    ]);
+    expect(done).toMatchObject({ state: 'node_failure', result: 'NODE_FAILURE', attempt: 2 });
+    expect(done.reason).toBe('node did not claim the build on attempt 2 of 2');
+    expect(commands.slice(-2)).toEqual([
+      { type: 'report_if_complete', buildsetId: 'bs1' },
+      { type: 'terminate', buildId: 'b1', instanceId: 'i-2' },
+    ]);
+  });
+
+  it('a claim ends the claim deadline; it never falls after the attempt deadline; old builds have none', () => {
+    const running = run(build({ claimTimeoutSeconds: 900 }), [
+      [launchRequested, T0],
+      [{ type: 'claimed', attempt: 1 }, T0 + 60],
+    ]).build;
+    expect(running).not.toHaveProperty('claimDeadlineAt');
+    expect(transition(running, { type: 'claim_deadline_passed', launchSeq: 1 }, T0 + 2000).changed).toBe(false);
+    const short = transition(build({ claimTimeoutSeconds: 3600 }), launchRequested, T0).build;
+    expect(short.claimDeadlineAt).toBe(short.deadlineAt);
+    const legacy = transition(build(), launchRequested, T0).build;
+    expect(legacy).not.toHaveProperty('claimDeadlineAt');
+    expect(transition(legacy, { type: 'claim_deadline_passed', launchSeq: 1 }, T0 + 99_999).changed).toBe(false);
+    // Back in the queue after a failed launch there is no node to wait for.
+    const waiting = transition(
+      transition(build({ claimTimeoutSeconds: 900 }), launchRequested, T0).build,
+      { type: 'launch_failed', launchSeq: 1, reason: 'no capacity', retryable: true },
+      T0 + 1,
+    ).build;
+    expect(waiting).toMatchObject({ state: 'queued', attempt: 1 });
+    expect(waiting).not.toHaveProperty('claimDeadlineAt');
+  });
+
   it('cancel terminates a known node and asks for no report', () => {
     const { build: running } = run(build(), [
       [launchRequested, T0],
@@ -335,6 +402,7 @@ class World {
             voting: job.voting,
             timeoutSeconds: 1800,
             graceSeconds: 600,
+            claimTimeoutSeconds: 900,
             maxAttempts,
           },
           this.now,
@@ -450,6 +518,20 @@ class World {
     }
     if (event.type === 'claimed') this.instances.find((i) => i.instanceId === event.instanceId)!.claimed = true;
     if (event.type === 'result' && event.result === 'SUCCESS') this.successes.add(`${id}#${event.attempt}`);
+    if (event.type === 'claim_deadline_passed') {
+      if (before.state !== 'launching') throw new Violation(`${id}: claim deadline hit a ${before.state} build`);
+      const due = (before.launchedAt ?? Infinity) + (before.claimTimeoutSeconds ?? Infinity);
+      if (this.now < due) throw new Violation(`${id}: claim deadline at ${this.now}, before ${due}`);
+      if (event.launchSeq !== undefined && event.launchSeq !== before.launchSeq) {
+        throw new Violation(`${id}: claim deadline of launch ${event.launchSeq} hit launch ${before.launchSeq}`);
+      }
+      if (after.state === 'queued' ? after.attempt !== before.attempt + 1 : before.attempt !== before.maxAttempts) {
+        throw new Violation(`${id}: an unclaimed attempt ${before.attempt} ended in ${after.state}`);
+      }
+      if (after.state !== 'queued' && after.state !== 'node_failure') {
+        throw new Violation(`${id}: an unclaimed attempt ended in ${after.state}`);
+      }
+    }
     if (after.state === 'timed_out') {
       const due = (before.launchedAt ?? Infinity) + before.timeoutSeconds + before.graceSeconds;
       if (this.now < due) throw new Violation(`${id}: timed out at ${this.now}, before ${due}`);
@@ -546,6 +628,14 @@ class World {
     this.pending.push({ buildId: ids[index % ids.length]!, event: { type: 'deadline_passed' } });
   }
 
+  /** The reaper saw the build launching past its claim deadline; the event names the launch it saw. */
+  claimDeadline(index: number): void {
+    const ids = [...this.builds.keys()];
+    const buildId = ids[index % ids.length]!;
+    const { launchSeq } = this.builds.get(buildId)!.value;
+    this.pending.push({ buildId, event: { type: 'claim_deadline_passed', launchSeq } });
+  }
+
   cancel(index: number): void {
     this.ops.push({ kind: 'cancel', buildsetId: this.sets[index % this.sets.length]!.id });
   }
@@ -563,7 +653,13 @@ class World {
       if (open.length === 0 && this.ops.length === 0 && this.launches.length === 0) return;
       if (open.every((s) => s.value.state !== 'queued')) {
         this.now += 6 * 3600;
-        open.forEach((s) => this.pending.push({ buildId: s.value.buildId, event: { type: 'deadline_passed' } }));
+        // As the reaper does: claim deadlines first, so a node that never claimed is relaunched.
+        open.forEach((s) =>
+          this.pending.push(
+            { buildId: s.value.buildId, event: { type: 'claim_deadline_passed', launchSeq: s.value.launchSeq } },
+            { buildId: s.value.buildId, event: { type: 'deadline_passed' } },
+          ),
+        );
       } else {
         const waits = open.map((s) => s.value.notBefore ?? 0);
         this.now = Math.max(this.now, ...waits);
@@ -584,6 +680,7 @@ type Action =
   | { t: 'node'; i: number; what: 'claim' | NodeResult }
   | { t: 'interrupt'; i: number }
   | { t: 'deadline'; i: number }
+  | { t: 'claimDeadline'; i: number }
   | { t: 'cancel'; i: number };
 
 const index = fc.nat({ max: 50 });
@@ -618,6 +715,7 @@ const action: fc.Arbitrary<Action> = fc.oneof(
   },
   { arbitrary: fc.record({ t: fc.constant('interrupt' as const), i: index }), weight: 10 },
   { arbitrary: fc.record({ t: fc.constant('deadline' as const), i: index }), weight: 10 },
+  { arbitrary: fc.record({ t: fc.constant('claimDeadline' as const), i: index }), weight: 10 },
   { arbitrary: fc.record({ t: fc.constant('cancel' as const), i: index }), weight: 1 },
 );
 
@@ -658,6 +756,9 @@ function play(world: World, actions: readonly Action[]): void {
         break;
       case 'deadline':
         world.deadline(a.i);
+        break;
+      case 'claimDeadline':
+        world.claimDeadline(a.i);
         break;
       case 'cancel':
         world.cancel(a.i);
