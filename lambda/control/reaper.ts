@@ -80,12 +80,12 @@ export async function reap(ports: ControlPorts): Promise<ReaperSummary> {
     summary.terminated.push(...ids);
   }
 
-  summary.nudged.push(...(await sweepBuildsets(ports, now)));
-
   const queued = await ports.store.countBuildsInState('queued');
   // Every minute: the gauges of the node-limit alarm. Strays count: until they are gone they run on our bill.
   recordNodeGauges(ports, { runningNodes: instances.length, queuedBuilds: queued });
   if (queued > 0) await ports.scheduleQueue.send({ kind: 'launch' });
+  // Last: a sweep that fails (a queue send) must not cost the builds and nodes above their minute.
+  summary.nudged.push(...(await sweepBuildsets(ports, now)));
   return summary;
 }
 

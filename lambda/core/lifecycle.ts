@@ -306,7 +306,7 @@ export function transition<B extends Build>(build: B, event: BuildEvent, now: nu
       if (event.instanceId !== undefined) {
         if (build.instanceId !== undefined && event.instanceId !== build.instanceId) return same;
         // An instance we have not heard of may be a leftover of an earlier launch: without its launch
-        // number it must not cost an attempt (if it was ours, the deadline still catches the build).
+        // number it must not cost an attempt (if it was ours, the claim deadline or the deadline still catches the build).
         if (build.instanceId === undefined && event.launchSeq === undefined) return same;
       }
       return endAttempt(build, now, event.instanceId, 'interrupted');
