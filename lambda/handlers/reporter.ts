@@ -7,7 +7,8 @@ import { ChangeMessageVisibilityCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { reportBuildset } from '../control/reporter';
 import type { ReportMessage } from '../control/ports';
-import { awsPorts, logger, withMetrics } from './aws-ports';
+import { awsPorts, withMetrics } from './aws-ports';
+import { eachMessage } from './sqs-batch';
 
 const sqs = new SQSClient({});
 
@@ -16,28 +17,17 @@ export const handler = withMetrics(handle);
 
 async function handle(event: SQSEvent): Promise<SQSBatchResponse> {
   const ports = awsPorts();
-  const batchItemFailures: SQSBatchResponse['batchItemFailures'] = [];
-  for (const record of event.Records) {
-    try {
-      const message = JSON.parse(record.body) as ReportMessage;
-      const step = await reportBuildset(ports, message.buildsetId);
-      if (step.kind === 'retry') {
-        await sqs.send(
-          new ChangeMessageVisibilityCommand({
-            QueueUrl: process.env.REPORT_QUEUE_URL,
-            ReceiptHandle: record.receiptHandle,
-            VisibilityTimeout: Math.min(43_200, Math.max(1, Math.ceil(step.delaySeconds))),
-          }),
-        );
-        batchItemFailures.push({ itemIdentifier: record.messageId });
-      }
-    } catch (error) {
-      logger.error('report message failed', {
-        messageId: record.messageId,
-        error: error instanceof Error ? error.message : String(error),
-      });
-      batchItemFailures.push({ itemIdentifier: record.messageId });
-    }
-  }
-  return { batchItemFailures };
+  return eachMessage(event, 'report', async (record) => {
+    const message = JSON.parse(record.body) as ReportMessage;
+    const step = await reportBuildset(ports, message.buildsetId);
+    if (step.kind !== 'retry') return 'done';
+    await sqs.send(
+      new ChangeMessageVisibilityCommand({
+        QueueUrl: process.env.REPORT_QUEUE_URL,
+        ReceiptHandle: record.receiptHandle,
+        VisibilityTimeout: Math.min(43_200, Math.max(1, Math.ceil(step.delaySeconds))),
+      }),
+    );
+    return 'retry';
+  });
 }
