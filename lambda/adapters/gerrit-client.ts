@@ -277,7 +277,8 @@ function toGerritChange(info: ChangeInfo): GerritChange | string {
   };
 }
 
-function toResolved(change: GerritChange): ResolvedDependency {
+/** A change as the planner takes a Depends-On dependency: its current patchset. */
+export function resolvedDependency(change: GerritChange): ResolvedDependency {
   return {
     project: change.project,
     branch: change.branch,
@@ -394,7 +395,7 @@ export class GerritClient {
     );
     const resolution: DependencyResolution = { open: [], closed: [] };
     for (const change of ordered) {
-      if (change.status === 'NEW') resolution.open.push(toResolved(change));
+      if (change.status === 'NEW') resolution.open.push(resolvedDependency(change));
       else
         resolution.closed.push({
           change: change.number,

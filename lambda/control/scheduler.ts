@@ -15,7 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { logKeyPrefix, type LogLocation } from '../adapters/artifacts';
-import { DependencyError, GerritError, type GerritChange } from '../adapters/gerrit-client';
+import { DependencyError, GerritError, resolvedDependency, type GerritChange } from '../adapters/gerrit-client';
 import { hashToken, newToken } from '../adapters/store';
 import { DependencyCycleError, findDependencyCycle, parseDependsOn, type DependsOnFooter } from '../core/depends-on';
 import { durationSeconds } from '../core/duration';
@@ -333,14 +333,7 @@ async function resolveDependencies(
           return { unresolvable: `Depends-On: more than ${MAX_DEPENDENCY_CHANGES} changes to test together` };
         }
         const change = await ports.gerrit.getChange(dependency.change);
-        dependencies.push({
-          project: change.project,
-          branch: change.branch,
-          change: change.number,
-          patchset: change.currentPatchset,
-          ref: change.ref,
-          revision: change.currentRevision,
-        });
+        dependencies.push(resolvedDependency(change));
         pending.push({ change: change.number, footers: parseDependsOn(change.commitMessage ?? '') });
       }
     }
