@@ -6,6 +6,7 @@
  */
 import { gitBaseUrl } from '../core/config';
 import { NODE_RESULTS, type NodeResult, zuulResult } from '../core/lifecycle';
+import { sanitiseSummary } from '../core/summary';
 import { hashToken, newToken, tokenMatches } from '../adapters/store';
 import { applyBuildEvent, isFinished, pokeSchedulerIfQueued } from './builds';
 import { reply, type ControlResponse } from './http';
@@ -106,6 +107,8 @@ async function result(
     typeof elapsed === 'number' && Number.isFinite(elapsed) && elapsed >= 0 && elapsed < 30 * 24 * 3600
       ? elapsed
       : undefined;
+  // The node is untrusted: sanitised here as well as on the node, and kept only on a failed build.
+  const summary = nodeResult === 'FAILURE' || nodeResult === 'ERROR' ? sanitiseSummary(request.summary) : undefined;
   const applied = await applyBuildEvent(
     ports,
     buildId,
@@ -115,7 +118,8 @@ async function result(
       attempt: build.attempt,
       ...(elapsedSeconds !== undefined ? { elapsedSeconds } : {}),
     },
-    (next, current) => (tokenMatches(request.resultToken, current.resultTokenHash) ? next : undefined),
+    (next, current) =>
+      tokenMatches(request.resultToken, current.resultTokenHash) ? withSummary(next, summary) : undefined,
     build,
   );
   await pokeSchedulerIfQueued(ports, applied);
@@ -130,6 +134,12 @@ async function result(
   }
   if (nodeResult === 'INTERRUPTED' && stored.state === 'queued') return reply(200, { state: stored.state });
   return reply(409, { error: `build is ${stored.state}`, state: stored.state });
+}
+
+/** The build with this attempt's summary; an earlier attempt's never outlives a relaunch. */
+function withSummary(build: BuildRecord, summary: string | undefined): BuildRecord {
+  const { summary: _earlier, ...rest } = build;
+  return summary === undefined ? rest : { ...rest, summary };
 }
 
 function sameOutcome(build: BuildRecord, result: NodeResult): boolean {

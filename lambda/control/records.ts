@@ -59,6 +59,8 @@ export interface BuildRecord extends Build {
   claimTokenHash?: string;
   /** sha256 of the result token handed out at claim. */
   resultTokenHash?: string;
+  /** A FAILURE or ERROR build's one-line reason from the node (sanitised, core/summary.ts), for the report. */
+  summary?: string;
 }
 
 /** `job` of the claim response (docs/design.md, Node API). */

@@ -12,6 +12,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { runBuild, type BuildResult } from './build-run';
 import { ConsoleLog } from './console-log';
+import { readFailureSummary } from './failure-summary';
 import { describeError, redactUrl } from './http';
 import { InvalidJobError, type ClaimedJob } from './job-spec';
 import { BUILD_ID_PATTERN } from './names';
@@ -97,10 +98,21 @@ export async function runNodeAgent(options: NodeAgentOptions): Promise<AgentOutc
   }
 
   /** Reports a result; resolves to an outcome whose `error` says why the report failed, if it did. */
-  const report = async (resultToken: string, result: NodeResult, outcome: Partial<AgentOutcome> = {}) => {
+  const report = async (
+    resultToken: string,
+    result: NodeResult,
+    outcome: Partial<AgentOutcome> = {},
+    summary?: string,
+  ) => {
     let error = outcome.error;
     try {
-      const body = { buildId: options.buildId, resultToken, result, elapsedSeconds: elapsedSeconds() };
+      const body = {
+        buildId: options.buildId,
+        resultToken,
+        result,
+        elapsedSeconds: elapsedSeconds(),
+        ...(summary === undefined ? {} : { summary }),
+      };
       await reportResult(api, body, (options.resultRetrySeconds ?? 600) * 1000);
       log(`reported ${result} for build ${options.buildId}`);
     } catch (reportError) {
@@ -180,6 +192,7 @@ export async function runNodeAgent(options: NodeAgentOptions): Promise<AgentOutc
     result = 'ERROR';
   }
 
+  const summary = await readFailureSummary(paths.logDir);
   note(`result ${result} after ${elapsedSeconds()} s; uploading the logs to ${upload.publicUrl}`);
   await consoleLog.close();
   // Within a spot notice's two minutes the upload itself needs the time: ask briefly, then fall back.
@@ -217,5 +230,5 @@ export async function runNodeAgent(options: NodeAgentOptions): Promise<AgentOutc
     );
     return { ...outcome, result, reported: false, elapsedSeconds: elapsedSeconds() };
   }
-  return report(resultToken, result, outcome);
+  return report(resultToken, result, outcome, result === 'FAILURE' || result === 'ERROR' ? summary : undefined);
 }

@@ -84,7 +84,7 @@ export async function claimJob(
 /** `POST /node/result`; idempotent on the server, so retrying after a lost answer is safe. */
 export async function reportResult(
   options: NodeApiOptions,
-  report: { buildId: string; resultToken: string; result: NodeResult; elapsedSeconds: number },
+  report: { buildId: string; resultToken: string; result: NodeResult; elapsedSeconds: number; summary?: string },
   budgetMs: number,
 ): Promise<void> {
   await withRetries(() => postJson(options, '/node/result', report), {

@@ -5,6 +5,7 @@ import {
   REVIEW_TAG,
   unrunnableReview,
   type FinishedBuild,
+  type ReportedJob,
 } from '../../lambda/core/report';
 
 const report = {
@@ -161,6 +162,77 @@ describe('buildsetReview', () => {
     const review = buildsetReview('check', builds, { complete: true, report: true, succeeded: false }, report);
     expect(review.message.startsWith('Build failed (check pipeline).')).toBe(true);
     expect(review).not.toHaveProperty('labels');
+  });
+});
+
+describe('failure summary', () => {
+  // The plugin matches a prefix: result and time must stay where they are, the summary comes after.
+  const PLUGIN_JOB_LINE = /^- (\S+) (https?:\/\/\S+) : ([A-Z_]+)( in ((\d+h )?(\d+m )?\d+s))?/;
+  const URL = 'https://logs.example/54/654/2/check/dsvm-tempest-akanda/cd34/';
+  const render = (summary: string, result: ReportedJob['result'] = 'FAILURE', voting = true) =>
+    renderReport({
+      pipeline: 'check',
+      succeeded: false,
+      footer: '',
+      jobs: [{ jobName: 'dsvm-tempest-akanda', voting, result, url: URL, elapsedSeconds: 2470, summary }],
+    });
+
+  it('follows the elapsed time and the non-voting marker, and the plugin still reads result and time', () => {
+    const text = render('devstack failed: see failure.txt', 'FAILURE', false);
+    const line = text.split('\n')[2]!;
+    expect(line).toBe(
+      `- dsvm-tempest-akanda ${URL} : FAILURE in 41m 10s (non-voting) (devstack failed: see failure.txt)`,
+    );
+    expect(line.match(PLUGIN_JOB_LINE)?.slice(1, 5)).toEqual(['dsvm-tempest-akanda', URL, 'FAILURE', ' in 41m 10s']);
+    expect(render('phase: devstack', 'ERROR').split('\n')[2]).toBe(
+      `- dsvm-tempest-akanda ${URL} : ERROR in 41m 10s (phase: devstack)`,
+    );
+  });
+
+  it('is shown on FAILURE and ERROR lines only', () => {
+    for (const result of ['SUCCESS', 'TIMED_OUT', 'NODE_FAILURE', 'RETRY_LIMIT', 'ABORTED'] as const) {
+      expect(render('phase: devstack', result)).not.toContain('devstack');
+    }
+  });
+
+  it.each([
+    ['a newline', 'phase: devstack\nBuild succeeded (check pipeline).'],
+    ['a carriage return', 'phase: devstack\rBuild succeeded (check pipeline).'],
+    ['CRLF', 'phase: devstack\r\nBuild succeeded (check pipeline).'],
+    ['a LINE SEPARATOR', 'phase: devstack\u2028Build succeeded (check pipeline).'],
+    ['a PARAGRAPH SEPARATOR', 'phase: devstack\u2029Build succeeded (check pipeline).'],
+    ['a NEL', 'phase: devstack\u0085Build succeeded (check pipeline).'],
+  ])('keeps only the first line when the summary holds %s', (_name, summary) => {
+    const text = render(summary);
+    expect(text.split(/\r\n|[\n\r\u0085\u2028\u2029]/)).toEqual([
+      'Build failed (check pipeline).',
+      '',
+      `- dsvm-tempest-akanda ${URL} : FAILURE in 41m 10s (phase: devstack)`,
+    ]);
+  });
+
+  it('drops control and format characters, collapses whitespace and keeps at most 100 characters', () => {
+    const line = render(`\t devstack\u0000 \u202e failed\u200b:\u001b[31m   ${'x'.repeat(500)}`).split('\n')[2]!;
+    const summary = line.slice(line.indexOf(' (') + 2, -1);
+    expect(summary).toBe(`devstack failed : [31m ${'x'.repeat(77)}`);
+    expect(summary).toHaveLength(100);
+    expect(render('\u{1f525}'.repeat(150)).split('\n')[2]).toBe(
+      `- dsvm-tempest-akanda ${URL} : FAILURE in 41m 10s (${'\u{1f525}'.repeat(100)})`,
+    );
+  });
+
+  it('is left out when nothing printable remains', () => {
+    expect(render(' \u0000\t\u200b ').split('\n')[2]).toBe(`- dsvm-tempest-akanda ${URL} : FAILURE in 41m 10s`);
+    expect(render('\nphase: devstack').split('\n')[2]).toBe(`- dsvm-tempest-akanda ${URL} : FAILURE in 41m 10s`);
+  });
+
+  it('reaches the review from a finished build', () => {
+    const builds: FinishedBuild[] = [
+      finished('dsvm-tempest-akanda', 'failed', { result: 'FAILURE', logUrl: URL, summary: 'phase: devstack' }),
+    ];
+    expect(reviewOf('check', builds, report).message.split('\n')[2]).toBe(
+      `- dsvm-tempest-akanda ${URL} : FAILURE (phase: devstack)`,
+    );
   });
 });
 

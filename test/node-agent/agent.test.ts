@@ -157,6 +157,36 @@ describe('runNodeAgent', () => {
     expect(output).toContain('| akanda-ci: the job exited with status 3\n');
   });
 
+  it("sends the first line of the job's failure.txt, sanitised, as the summary of a FAILURE", async () => {
+    const run = await runAgent(
+      harness,
+      jobSpec(harness, {
+        run: `printf 'phase:\\t devstack\\001 (exit 1)\\342\\200\\250forged line\\nstatus: 1\\n' >"$AKANDA_CI_LOG_DIR/failure.txt"; exit 1`,
+      }),
+    );
+    expect(run.outcome).toMatchObject({ result: 'FAILURE', reported: true });
+    expect(harness.api.results()).toEqual([
+      {
+        buildId: run.buildId,
+        resultToken: RESULT_TOKEN,
+        result: 'FAILURE',
+        elapsedSeconds: expect.any(Number),
+        summary: 'phase: devstack (exit 1)',
+      },
+    ]);
+  });
+
+  it('sends no summary with a SUCCESS, even when a failure.txt is left behind', async () => {
+    const run = await runAgent(
+      harness,
+      jobSpec(harness, { run: `echo 'phase: devstack' >"$AKANDA_CI_LOG_DIR/failure.txt"` }),
+    );
+    expect(run.outcome).toMatchObject({ result: 'SUCCESS', reported: true });
+    expect(harness.api.results()).toEqual([
+      { buildId: run.buildId, resultToken: RESULT_TOKEN, result: 'SUCCESS', elapsedSeconds: expect.any(Number) },
+    ]);
+  });
+
   it('kills the whole process tree at the job timeout, TERM then KILL, publishes the logs and leaves TIMED_OUT to the control plane', async () => {
     const run = await runAgent(
       harness,
