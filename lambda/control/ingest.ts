@@ -7,13 +7,15 @@
  * Dedupe is two-layered: buildset ids are derived from the canonical event key (so a repeat can
  * only re-create what exists, which the conditional put refuses), and the event key item is
  * written last, after the hand-off, so a crash before the hand-off is repaired by the redelivery.
+ * A check trigger for a patchset whose check buildset is still in the pipeline answers like a
+ * duplicate too (Zuul enqueues a change once); after that buildset's report a recheck starts anew.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { EventError, planEvent, type Plan } from '../core/planner';
+import { EventError, planEvent, type Plan, type TriggeredBuildset } from '../core/planner';
 import { canonicalEventKey } from './event-key';
 import { MAX_BODY_BYTES, reply, type ControlResponse } from './http';
 import type { ControlPorts } from './ports';
-import type { BuildsetRecord } from './records';
+import type { BuildsetRecord, BuildsetState } from './records';
 
 export interface WebhookRequest {
   /** The `<token>` path segment, exactly as received. */
@@ -50,10 +52,19 @@ export async function ingestWebhook(ports: ControlPorts, request: WebhookRequest
 
   const now = ports.now();
   const eventJson = JSON.stringify(raw);
-  const buildsetIds = plan.triggered.map((_, i) => derivedId(key, i));
+  const queued = await alreadyInCheckPipeline(ports, plan.triggered);
+  if (plan.triggered.length > 0 && queued.size === plan.triggered.length) {
+    // Nothing new to record, but the key is: a later delivery of this event must not start a buildset.
+    if (plan.supersedes.length > 0) await ports.scheduleQueue.send({ kind: 'supersede', supersedes: plan.supersedes });
+    await ports.store.recordEvent(key, [], now);
+    return reply(200, { duplicate: true });
+  }
+  // Ids keep the trigger's index in the plan, so every delivery of one event names the same buildsets.
+  const buildsetIds = plan.triggered.flatMap((_, i) => (queued.has(i) ? [] : [derivedId(key, i)]));
   for (const [i, triggered] of plan.triggered.entries()) {
+    if (queued.has(i)) continue;
     const buildset: BuildsetRecord = {
-      buildsetId: buildsetIds[i]!,
+      buildsetId: derivedId(key, i),
       state: 'pending',
       pipeline: triggered.pipeline,
       project: triggered.project,
@@ -91,6 +102,44 @@ export async function ingestWebhook(ports: ControlPorts, request: WebhookRequest
   if (buildsetIds.length === 0) await ports.scheduleQueue.send({ kind: 'supersede', supersedes: plan.supersedes });
   const fresh = await ports.store.recordEvent(key, buildsetIds, now);
   return reply(202, { buildsets: buildsetIds, ...(fresh ? {} : { duplicate: true }) });
+}
+
+/** A check buildset is in the pipeline until its report is out (or it is cancelled or skipped). */
+const IN_PIPELINE: ReadonlySet<BuildsetState> = new Set(['pending', 'scheduled', 'reporting']);
+
+/**
+ * The indexes of the plan's check triggers whose change and patchset already have a check buildset
+ * in the pipeline. Zuul does not enqueue a change that is already there: a recheck (or a restore)
+ * while one runs would otherwise start a second buildset and post a second report on the patchset.
+ * Gate is its own pipeline and is not looked at.
+ */
+async function alreadyInCheckPipeline(
+  ports: ControlPorts,
+  triggers: readonly TriggeredBuildset[],
+): Promise<Set<number>> {
+  const queued = new Set<number>();
+  for (const [i, triggered] of triggers.entries()) {
+    if (triggered.pipeline !== 'check' || triggered.change === undefined || triggered.patchset === undefined) continue;
+    const buildsets = await ports.store.buildsetsOfChange<BuildsetRecord>(triggered.project, triggered.change);
+    const active = buildsets.find(
+      (b) => b.pipeline === 'check' && b.patchset === triggered.patchset && IN_PIPELINE.has(b.state),
+    );
+    if (!active) continue;
+    queued.add(i);
+    ports.logger.info(
+      `${describeBuildset(triggered)}: already in the check pipeline (buildset ${active.buildsetId}, ` +
+        `${active.state}): ${triggered.trigger} starts nothing`,
+      {
+        buildsetId: active.buildsetId,
+        pipeline: 'check',
+        project: triggered.project,
+        change: triggered.change,
+        patchset: triggered.patchset,
+        trigger: triggered.trigger,
+      },
+    );
+  }
+  return queued;
 }
 
 export function describeBuildset(buildset: Pick<BuildsetRecord, 'project' | 'change' | 'patchset' | 'ref'>): string {

@@ -355,6 +355,26 @@ function onPatchset(event: Record<string, unknown>, changeNumber: number, patchs
   return { ...event, patchSet, ...(comment !== undefined ? { comment } : {}) };
 }
 
+/** The node of the buildset's build claims and succeeds; the reporter posts. */
+async function finish(t: Awaited<ReturnType<typeof setup>>, buildsetId: string): Promise<void> {
+  const build = await t.buildOf(buildsetId);
+  const launch = t.fleet.launches.find((l) => l.buildId === build.buildId)!;
+  const claim = await handleNodeRequest(t.ports, '/node/claim', {
+    buildId: build.buildId,
+    claimToken: launch.claimToken,
+  });
+  const resultToken = claim.body.resultToken as string;
+  const answer = await handleNodeRequest(t.ports, '/node/result', {
+    buildId: build.buildId,
+    resultToken,
+    result: 'SUCCESS',
+    elapsedSeconds: 30,
+  });
+  expect(answer.status).toBe(200);
+  for (const message of t.reports.splice(0)) await reportBuildset(t.ports, message.buildsetId);
+  expect((await t.store.getBuildset<BuildsetRecord>(buildsetId))?.state).toBe('reported');
+}
+
 describe('the change as Gerrit has it now', () => {
   it('a recheck or an approval on an old patchset builds nothing: the current patchset comes from Gerrit REST', async () => {
     const t = await setup(10);
@@ -540,6 +560,7 @@ describe('Depends-On', () => {
     ]);
 
     // Based on an older patchset of base: the node would test that one, so it is reported too.
+    await finish(t, inHistory); // a recheck while it is still in the check pipeline would start nothing
     gerrit.addPatchset(base.number);
     clock += 1;
     const outdated = await t.ingest(gerrit.commentAddedEvent(stacked.number, 'recheck'));
@@ -632,6 +653,83 @@ describe('Depends-On', () => {
       unrunnable: `Depends-On: more than ${MAX_DEPENDENCY_CHANGES} changes to test together`,
     });
     expect(t.fleet.launches).toEqual([]);
+    t.store.destroy();
+  });
+});
+
+describe('a change already in the check pipeline', () => {
+  /** A recheck comment at its own time: two rechecks are two events. */
+  const recheckEvent = (changeNumber: number, patchset?: number) => {
+    const event = { ...gerrit.commentAddedEvent(changeNumber, 'recheck'), eventCreatedOn: ++clock };
+    return patchset === undefined ? event : onPatchset(event, changeNumber, patchset);
+  };
+
+  const restoredEvent = (changeNumber: number) => {
+    const { uploader, ...rest } = gerrit.patchsetCreatedEvent(changeNumber);
+    return { ...rest, type: 'change-restored', restorer: uploader, eventCreatedOn: ++clock };
+  };
+
+  it('a recheck while the patchset is being checked starts nothing; after the report it starts a new buildset', async () => {
+    const t = await setup(10);
+    const change = gerrit.createChange({ project: PROJECT });
+    const first = await t.ingest(gerrit.patchsetCreatedEvent(change.number));
+    await t.drain();
+
+    for (const event of [recheckEvent(change.number), restoredEvent(change.number)]) {
+      const answer = await ingestWebhook(t.ports, { token: TOKEN, body: JSON.stringify(event) });
+      expect(answer).toMatchObject({ status: 200, body: { duplicate: true } });
+    }
+    expect(t.schedule).toEqual([]);
+    expect((await t.store.buildsetsOfChange<BuildsetRecord>(PROJECT, change.number)).map((b) => b.buildsetId)).toEqual([
+      first,
+    ]);
+
+    await finish(t, first);
+    const reviewsOf = () => gerrit.reviews.filter((r) => r.changeNumber === change.number);
+    expect(reviewsOf()).toHaveLength(1);
+
+    const second = await t.ingest(recheckEvent(change.number));
+    expect(second).not.toBe(first);
+    await t.drain();
+    await finish(t, second);
+    expect(reviewsOf().map((r) => r.input.labels)).toEqual([{ Verified: 1 }, { Verified: 1 }]);
+    t.store.destroy();
+  });
+
+  it('gate is its own pipeline, and a new patchset still supersedes the one being checked', async () => {
+    const t = await setup(10);
+    const change = gerrit.createChange({ project: PROJECT });
+    const check = await t.ingest(gerrit.patchsetCreatedEvent(change.number));
+    await t.drain();
+
+    // A recheck that also approves: the check part is already there, the gate part is new.
+    const both = {
+      ...gerrit.commentAddedEvent(change.number, 'recheck', [{ type: 'Workflow', value: '1', oldValue: '0' }]),
+      eventCreatedOn: ++clock,
+    };
+    const answer = await ingestWebhook(t.ports, { token: TOKEN, body: JSON.stringify(both) });
+    expect(answer.status).toBe(202);
+    const [gate] = (answer.body as { buildsets: string[] }).buildsets;
+    expect(await t.store.getBuildset<BuildsetRecord>(gate!)).toMatchObject({ pipeline: 'gate', patchset: 1 });
+    expect((await t.store.buildsetsOfChange<BuildsetRecord>(PROJECT, change.number)).map((b) => b.pipeline)).toEqual([
+      'check',
+      'gate',
+    ]);
+
+    gerrit.addPatchset(change.number);
+    clock += 1;
+    const newer = await t.ingest(gerrit.patchsetCreatedEvent(change.number, 2));
+    await t.drain();
+    expect((await t.store.getBuildset<BuildsetRecord>(check))?.state).toBe('cancelled');
+    expect(await t.store.getBuildset<BuildsetRecord>(newer)).toMatchObject({ patchset: 2, state: 'scheduled' });
+    // The cancelled check is out of the pipeline: a late recheck of patchset 1 is recorded, then superseded.
+    const old = await t.ingest(recheckEvent(change.number, 1));
+    await t.drain();
+    expect(await t.store.getBuildset<BuildsetRecord>(old)).toMatchObject({
+      patchset: 1,
+      state: 'cancelled',
+      reason: 'superseded by patchset 2',
+    });
     t.store.destroy();
   });
 });
