@@ -210,14 +210,18 @@ export const configSchema = z
     const jobNames = new Set<string>();
     config.jobs.forEach((job, i) => {
       if (jobNames.has(job.name)) {
-        ctx.addIssue({ code: 'custom', path: ['jobs', i, 'name'], message: `duplicate job name "${job.name}"` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['jobs', i, 'name'],
+          message: `duplicate job name ${JSON.stringify(job.name)}`,
+        });
       }
       jobNames.add(job.name);
       if (!(job.node in config.nodes)) {
         ctx.addIssue({
           code: 'custom',
           path: ['jobs', i, 'node'],
-          message: `unknown node label "${job.node}" (known: ${Object.keys(config.nodes).join(', ') || 'none'})`,
+          message: `unknown node label ${JSON.stringify(job.node)} (known: ${Object.keys(config.nodes).join(', ') || 'none'})`,
         });
       }
       if (DURATION_PATTERN.test(job.timeout) && durationSeconds(job.timeout) === 0) {
@@ -229,7 +233,11 @@ export const configSchema = z
     const projectNames = new Set<string>();
     config.projects.forEach((project, i) => {
       if (projectNames.has(project.name)) {
-        ctx.addIssue({ code: 'custom', path: ['projects', i, 'name'], message: `duplicate project "${project.name}"` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['projects', i, 'name'],
+          message: `duplicate project ${JSON.stringify(project.name)}`,
+        });
       }
       projectNames.add(project.name);
       checkName(ctx, 'project', project.name, ['projects', i, 'name']);
@@ -237,7 +245,11 @@ export const configSchema = z
       for (const pipeline of ['check', 'gate', 'post'] as const) {
         project[pipeline].forEach((name, j) => {
           if (!jobNames.has(name)) {
-            ctx.addIssue({ code: 'custom', path: ['projects', i, pipeline, j], message: `unknown job "${name}"` });
+            ctx.addIssue({
+              code: 'custom',
+              path: ['projects', i, pipeline, j],
+              message: `unknown job ${JSON.stringify(name)}`,
+            });
           }
         });
       }

@@ -53,7 +53,7 @@ function labelProblems(label: string, node: NodeLabelConfig): { path: PropertyKe
     if (amiArch && arch !== amiArch) {
       problems.push({
         path,
-        message: `${arch} instance family "${family}" cannot boot the ${amiArch} AMI of amiSsmParameter`,
+        message: `${arch} instance family ${JSON.stringify(family)} cannot boot the ${amiArch} AMI of amiSsmParameter`,
       });
     }
   };
@@ -63,7 +63,7 @@ function labelProblems(label: string, node: NodeLabelConfig): { path: PropertyKe
     if (!match) {
       problems.push({
         path: at('instanceTypes', i),
-        message: `expected an instance type like c8i.2xlarge, got "${type}"`,
+        message: `expected an instance type like c8i.2xlarge, got ${JSON.stringify(type)}`,
       });
       return;
     }
@@ -72,7 +72,7 @@ function labelProblems(label: string, node: NodeLabelConfig): { path: PropertyKe
     if (size.startsWith('metal')) {
       problems.push({
         path: at('instanceTypes', i),
-        message: `"${type}" is bare metal: list it in metalFallbackTypes, which launch without nested virtualization`,
+        message: `${JSON.stringify(type)} is bare metal: list it in metalFallbackTypes, which launch without nested virtualization`,
       });
       return;
     }
@@ -80,7 +80,7 @@ function labelProblems(label: string, node: NodeLabelConfig): { path: PropertyKe
     if (!NESTED_VIRTUALIZATION_FAMILIES.includes(family)) {
       problems.push({
         path: at('instanceTypes', i),
-        message: `nested virtualization needs a C8i, M8i or R8i type (${NESTED_VIRTUALIZATION_FAMILIES.join(', ')}), got "${type}"`,
+        message: `nested virtualization needs a C8i, M8i or R8i type (${NESTED_VIRTUALIZATION_FAMILIES.join(', ')}), got ${JSON.stringify(type)}`,
       });
       return;
     }
@@ -88,7 +88,7 @@ function labelProblems(label: string, node: NodeLabelConfig): { path: PropertyKe
     if (vcpus === undefined || vcpus < DEVSTACK_MIN_VCPUS) {
       problems.push({
         path: at('instanceTypes', i),
-        message: `"${type}" is too small for devstack: use ${family}.2xlarge or larger (at least ${DEVSTACK_MIN_VCPUS} vCPU and 16 GiB)`,
+        message: `${JSON.stringify(type)} is too small for devstack: use ${family}.2xlarge or larger (at least ${DEVSTACK_MIN_VCPUS} vCPU and 16 GiB)`,
       });
     }
   });
@@ -98,7 +98,7 @@ function labelProblems(label: string, node: NodeLabelConfig): { path: PropertyKe
     if (!match || !match[2]?.startsWith('metal')) {
       problems.push({
         path: at('metalFallbackTypes', i),
-        message: `expected a bare-metal type like c5.metal, got "${type}"`,
+        message: `expected a bare-metal type like c5.metal, got ${JSON.stringify(type)}`,
       });
       return;
     }

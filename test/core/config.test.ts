@@ -156,6 +156,15 @@ describe('errors name the file and the path of the offending key', () => {
     expect(problems(MINIMAL.replace(/^jobs:.*$/m, ''))).toEqual(['test.yaml: jobs: required']);
   });
 
+  it('a value with a line break stays on its problem line (quoted, escaped)', () => {
+    expect(problems(MINIMAL.replace('node: small }', 'node: "a\\nb" }'))).toEqual([
+      'test.yaml: jobs[0].node: unknown node label "a\\nb" (known: small)',
+    ]);
+    expect(problems(MINIMAL.replace('check: [unit]', 'check: ["x\\ny"]'))).toEqual([
+      'test.yaml: projects[0].check[0]: unknown job "x\\ny"',
+    ]);
+  });
+
   it('lists every unknown key (a password in the file is one)', () => {
     expect(problems(MINIMAL.replace('username: ci', 'username: ci, password: hunter2, sshKey: x'))).toEqual([
       'test.yaml: gerrit.password: unknown key',
