@@ -4,38 +4,20 @@
  * metrics port sees what the AWS adapter would write as EMF lines.
  */
 import type { Fleet, LaunchOutcome, LaunchRequest, ManagedInstance } from '../../lambda/adapters/fleet';
-import { GerritClient } from '../../lambda/adapters/gerrit-client';
 import { METRICS_NAMESPACE as EMF_NAMESPACE } from '../../lambda/adapters/metrics';
-import { Store } from '../../lambda/adapters/store';
-import { validateConfig } from '../../lambda/core/config';
-import { ingestWebhook } from '../../lambda/control/ingest';
 import { nodeLost } from '../../lambda/control/instance-events';
 import { voteClockStart } from '../../lambda/control/metrics';
 import { handleNodeRequest } from '../../lambda/control/node-api';
-import type {
-  ControlPorts,
-  CountMetric,
-  MetricDimensions,
-  MetricName,
-  MetricsPort,
-  ReportMessage,
-  ScheduleMessage,
-} from '../../lambda/control/ports';
+import type { CountMetric, MetricDimensions, MetricName, MetricsPort } from '../../lambda/control/ports';
 import { reap } from '../../lambda/control/reaper';
-import type { BuildRecord, BuildsetRecord } from '../../lambda/control/records';
+import type { BuildsetRecord } from '../../lambda/control/records';
 import { reportBuildset } from '../../lambda/control/reporter';
 import { handleScheduleMessage } from '../../lambda/control/scheduler';
-import {
-  type Emulator,
-  ensureTable,
-  LOCAL_CREDENTIALS,
-  LOCAL_REGION,
-  startDynalite,
-} from '../../lambda/local/emulators';
+import { type Emulator, startDynalite } from '../../lambda/local/emulators';
 import { METRIC, METRICS_NAMESPACE } from '../../lib/ci-metrics';
 import { GerritStandin } from '../support/gerrit-standin';
+import { claimLatest, controlHarness, FAKE_ARTIFACTS, PROJECT } from './harness';
 
-const PROJECT = 'stackforge/akanda-rug';
 const TOKEN = 'metrics-test-webhook-token';
 
 interface Recorded {
@@ -88,7 +70,6 @@ class ScriptedFleet implements Fleet {
 let dynamo: Emulator;
 let gerrit: GerritStandin;
 let clock = 1_700_000_000;
-let table = 0;
 
 beforeAll(async () => {
   dynamo = await startDynalite();
@@ -101,59 +82,29 @@ afterAll(async () => {
 });
 
 async function setup(options: { metrics?: MetricsPort; maxConcurrentNodes?: number } = {}) {
-  await ensureTable(dynamo.endpoint, `metrics-${++table}`);
-  const store = new Store(`metrics-${table}`, {
-    endpoint: dynamo.endpoint,
-    region: LOCAL_REGION,
-    credentials: LOCAL_CREDENTIALS,
-  });
-  const schedule: ScheduleMessage[] = [];
-  const reports: ReportMessage[] = [];
-  const warnings: string[] = [];
-  const fleet = new ScriptedFleet();
   const metrics = new RecordingMetrics();
-  const ports: ControlPorts = {
-    config: validateConfig({
-      gerrit: { url: gerrit.url, username: gerrit.username },
-      nodes: { small: { instanceTypes: ['c8i.large'] } },
+  const harness = await controlHarness({
+    dynamo,
+    gerrit,
+    table: 'metrics',
+    webhookToken: TOKEN,
+    now: () => clock,
+    fleet: new ScriptedFleet(),
+    config: {
       jobs: [{ name: 'pep8', node: 'small', run: 'tox -e pep8', timeout: '10m' }],
       projects: [{ name: PROJECT, check: ['pep8'] }],
       limits: { maxConcurrentNodes: options.maxConcurrentNodes ?? 2, timeoutGrace: '1m', maxAttempts: 3 },
-    }),
-    store,
-    scheduleQueue: { send: async (m) => void schedule.push(m) },
-    reportQueue: { send: async (m) => void reports.push(m) },
-    fleet,
-    gerrit: new GerritClient({ baseUrl: gerrit.url, username: gerrit.username, password: gerrit.password }),
-    artifacts: {
-      logUpload: async (keyPrefix) => ({ url: 'https://s3.example/', fields: {}, keyPrefix, publicUrl: 'x' }),
-      publicUrl: (prefix) => `https://logs.example/${prefix}`,
     },
-    now: () => clock,
-    logger: { info: () => {}, warn: (m) => void warnings.push(m), error: () => {} },
-    webhookToken: async () => TOKEN,
-    reportRetry: { delaySeconds: () => 1, maxAttempts: 3 },
-    metrics: options.metrics ?? metrics,
-  };
-  const drain = async () => {
-    while (schedule.length > 0) await handleScheduleMessage(ports, schedule.shift()!);
-  };
-  const ingest = async (event: unknown) => {
-    const answer = await ingestWebhook(ports, { token: TOKEN, body: JSON.stringify(event) });
-    expect(answer.status).toBe(202);
-    return (answer.body as { buildsets: string[] }).buildsets[0]!;
-  };
-  const buildOf = async (buildsetId: string) => {
-    const buildset = await store.getBuildset<BuildsetRecord>(buildsetId);
-    return (await store.getBuild<BuildRecord>(buildset!.buildIds[0]!))!;
-  };
-  const claim = async (buildId: string) => {
-    const claimToken = fleet.launches.filter((l) => l.buildId === buildId).at(-1)!.claimToken;
-    const answer = await handleNodeRequest(ports, '/node/claim', { buildId, claimToken });
-    expect(answer.status).toBe(200);
-    return answer.body.resultToken as string;
-  };
-  return { store, ports, fleet, metrics, warnings, schedule, reports, drain, ingest, buildOf, claim };
+    ports: {
+      artifacts: {
+        logUpload: async (keyPrefix) => ({ url: 'https://s3.example/', fields: {}, keyPrefix, publicUrl: 'x' }),
+        publicUrl: FAKE_ARTIFACTS.publicUrl,
+      },
+      metrics: options.metrics ?? metrics,
+    },
+  });
+  const claim = (buildId: string) => claimLatest(harness.ports, harness.fleet, buildId);
+  return { ...harness, metrics, claim };
 }
 
 it('uses the names and the namespace the dashboard and alarms read', () => {

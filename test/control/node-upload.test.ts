@@ -6,43 +6,14 @@
  */
 import { S3Client } from '@aws-sdk/client-s3';
 import { createLogArtifacts } from '../../lambda/adapters/artifacts';
-import type { Fleet, LaunchOutcome, LaunchRequest, ManagedInstance } from '../../lambda/adapters/fleet';
-import { GerritClient } from '../../lambda/adapters/gerrit-client';
-import { Store } from '../../lambda/adapters/store';
-import { validateConfig } from '../../lambda/core/config';
-import { ingestWebhook } from '../../lambda/control/ingest';
 import { FRESH_UPLOAD_SECONDS, handleNodeRequest, UPLOAD_AFTER_FINISH_SECONDS } from '../../lambda/control/node-api';
-import type { ControlPorts, ScheduleMessage } from '../../lambda/control/ports';
-import type { BuildRecord, BuildsetRecord } from '../../lambda/control/records';
-import { handleScheduleMessage } from '../../lambda/control/scheduler';
-import {
-  type Emulator,
-  ensureTable,
-  LOCAL_CREDENTIALS,
-  LOCAL_REGION,
-  startDynalite,
-} from '../../lambda/local/emulators';
+import type { BuildRecord } from '../../lambda/control/records';
+import { type Emulator, startDynalite } from '../../lambda/local/emulators';
 import { GerritStandin } from '../support/gerrit-standin';
+import { controlHarness, LaunchOnlyFleet, PROJECT } from './harness';
 
-const PROJECT = 'stackforge/akanda-rug';
 const TOKEN = 'node-upload-test-webhook-token';
 const BUCKET = 'akanda-ci-logs';
-
-class RecordingFleet implements Fleet {
-  readonly launches: LaunchRequest[] = [];
-  private next = 0;
-
-  async launch(request: LaunchRequest): Promise<LaunchOutcome> {
-    this.launches.push(request);
-    return { status: 'launched', instanceId: `i-${String(++this.next).padStart(17, '0')}`, lifecycle: 'spot' };
-  }
-
-  async terminateInstances(): Promise<void> {}
-
-  async listManagedInstances(): Promise<ManagedInstance[]> {
-    return [];
-  }
-}
 
 interface PostPolicy {
   expiration: string;
@@ -58,7 +29,6 @@ let dynamo: Emulator;
 let gerrit: GerritStandin;
 let s3: S3Client;
 let clock = 3_000_000;
-let table = 0;
 
 beforeAll(async () => {
   dynamo = await startDynalite();
@@ -80,46 +50,25 @@ afterAll(async () => {
 
 /** One check buildset with one build, launched: the test plays its nodes. */
 async function launchedBuild() {
-  const store = new Store(`node-upload-${++table}`, {
-    endpoint: dynamo.endpoint,
-    region: LOCAL_REGION,
-    credentials: LOCAL_CREDENTIALS,
-  });
-  await ensureTable(dynamo.endpoint, `node-upload-${table}`);
-  const schedule: ScheduleMessage[] = [];
-  const fleet = new RecordingFleet();
-  const ports: ControlPorts = {
-    config: validateConfig({
-      gerrit: { url: gerrit.url, username: gerrit.username },
-      nodes: { small: { instanceTypes: ['c8i.large'] } },
+  const { store, ports, fleet, drain, ingest, buildOf } = await controlHarness({
+    dynamo,
+    gerrit,
+    table: 'node-upload',
+    webhookToken: TOKEN,
+    now: () => clock,
+    fleet: new LaunchOnlyFleet(),
+    config: {
       jobs: [{ name: 'pep8', node: 'small', run: 'tox -e pep8', timeout: '10m' }],
       projects: [{ name: PROJECT, check: ['pep8'] }],
       limits: { maxConcurrentNodes: 5, maxAttempts: 3, timeoutGrace: '1m' },
-    }),
-    store,
-    scheduleQueue: { send: async (m) => void schedule.push(m) },
-    reportQueue: { send: async () => {} },
-    fleet,
-    gerrit: new GerritClient({ baseUrl: gerrit.url, username: gerrit.username, password: gerrit.password }),
-    artifacts: createLogArtifacts({ client: s3, bucket: BUCKET, publicBaseUrl: 'https://logs.example' }),
-    now: () => clock,
-    logger: { info: () => {}, warn: () => {}, error: () => {} },
-    webhookToken: async () => TOKEN,
-    reportRetry: { delaySeconds: () => 1, maxAttempts: 3 },
-  };
-  const drain = async () => {
-    while (schedule.length > 0) await handleScheduleMessage(ports, schedule.shift()!);
-  };
+    },
+    ports: { artifacts: createLogArtifacts({ client: s3, bucket: BUCKET, publicBaseUrl: 'https://logs.example' }) },
+  });
   const change = gerrit.createChange({ project: PROJECT });
   clock += 1;
-  const answer = await ingestWebhook(ports, {
-    token: TOKEN,
-    body: JSON.stringify(gerrit.patchsetCreatedEvent(change.number)),
-  });
-  expect(answer.status).toBe(202);
+  const buildsetId = await ingest(gerrit.patchsetCreatedEvent(change.number));
   await drain();
-  const buildset = await store.getBuildset<BuildsetRecord>((answer.body as { buildsets: string[] }).buildsets[0]!);
-  const buildId = buildset!.buildIds[0]!;
+  const { buildId } = await buildOf(buildsetId);
   const build = async () => (await store.getBuild<BuildRecord>(buildId))!;
   /** Claims the latest launch; resolves to its result token. */
   const claimLatest = async () => {

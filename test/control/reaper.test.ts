@@ -5,26 +5,15 @@
  * Fleet; the queues are arrays the test delivers (or loses) itself.
  */
 import type { Fleet, LaunchOutcome, LaunchRequest, ManagedInstance } from '../../lambda/adapters/fleet';
-import { GerritClient } from '../../lambda/adapters/gerrit-client';
-import { FIRST_SWEEP_AFTER_SECONDS, Store } from '../../lambda/adapters/store';
-import { validateConfig } from '../../lambda/core/config';
-import { ingestWebhook } from '../../lambda/control/ingest';
+import { FIRST_SWEEP_AFTER_SECONDS } from '../../lambda/adapters/store';
 import { handleNodeRequest } from '../../lambda/control/node-api';
-import type { ControlPorts, ReportMessage, ScheduleMessage } from '../../lambda/control/ports';
 import { reap, SWEEP_BATCH, SWEEP_INTERVAL_SECONDS } from '../../lambda/control/reaper';
 import type { BuildRecord, BuildsetRecord } from '../../lambda/control/records';
 import { reportBuildset } from '../../lambda/control/reporter';
-import { handleScheduleMessage } from '../../lambda/control/scheduler';
-import {
-  type Emulator,
-  ensureTable,
-  LOCAL_CREDENTIALS,
-  LOCAL_REGION,
-  startDynalite,
-} from '../../lambda/local/emulators';
+import { type Emulator, startDynalite } from '../../lambda/local/emulators';
 import { GerritStandin } from '../support/gerrit-standin';
+import { controlHarness, PROJECT } from './harness';
 
-const PROJECT = 'stackforge/akanda-rug';
 const TOKEN = 'reaper-test-webhook-token';
 const CLAIM_TIMEOUT = 5 * 60;
 
@@ -56,63 +45,24 @@ class RecordingFleet implements Fleet {
 let dynamo: Emulator;
 let gerrit: GerritStandin;
 let clock = 3_000_000;
-let table = 0;
 
 async function setup(maxAttempts = 3) {
-  const name = `reaper-${++table}`;
-  await ensureTable(dynamo.endpoint, name);
-  const store = new Store(name, { endpoint: dynamo.endpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
-  const schedule: ScheduleMessage[] = [];
-  const reports: ReportMessage[] = [];
-  const warnings: string[] = [];
-  const errors: string[] = [];
-  const fleet = new RecordingFleet();
-  const ports: ControlPorts = {
-    config: validateConfig({
-      gerrit: { url: gerrit.url, username: gerrit.username },
-      nodes: { small: { instanceTypes: ['c8i.large'] } },
+  const harness = await controlHarness({
+    dynamo,
+    gerrit,
+    table: 'reaper',
+    webhookToken: TOKEN,
+    now: () => clock,
+    fleet: new RecordingFleet(),
+    config: {
       jobs: [{ name: 'pep8', node: 'small', run: 'tox -e pep8', timeout: '30m' }],
       projects: [{ name: PROJECT, check: ['pep8'], gate: ['pep8'] }],
       limits: { maxConcurrentNodes: 50, timeoutGrace: '5m', claimTimeout: '5m', maxAttempts },
-    }),
-    store,
-    scheduleQueue: { send: async (m) => void schedule.push(m) },
-    reportQueue: { send: async (m) => void reports.push(m) },
-    fleet,
-    gerrit: new GerritClient({ baseUrl: gerrit.url, username: gerrit.username, password: gerrit.password }),
-    artifacts: {
-      logUpload: async (keyPrefix) => ({
-        url: 'https://s3.example/',
-        fields: {},
-        keyPrefix,
-        publicUrl: `https://logs.example/${keyPrefix}`,
-      }),
-      publicUrl: (prefix) => `https://logs.example/${prefix}`,
     },
-    now: () => clock,
-    logger: {
-      info: () => {},
-      warn: (message) => void warnings.push(message),
-      error: (message) => void errors.push(message),
-    },
-    webhookToken: async () => TOKEN,
-    reportRetry: { delaySeconds: () => 1, maxAttempts: 3 },
-  };
-  const drain = async () => {
-    while (schedule.length > 0) await handleScheduleMessage(ports, schedule.shift()!);
-  };
-  const ingest = async (event: unknown) => {
-    const answer = await ingestWebhook(ports, { token: TOKEN, body: JSON.stringify(event) });
-    expect(answer.status).toBe(202);
-    return (answer.body as { buildsets: string[] }).buildsets[0]!;
-  };
-  const buildOf = async (buildsetId: string) => {
-    const buildset = await store.getBuildset<BuildsetRecord>(buildsetId);
-    return (await store.getBuild<BuildRecord>(buildset!.buildIds[0]!))!;
-  };
+  });
   const claim = (buildId: string, claimToken: string) =>
-    handleNodeRequest(ports, '/node/claim', { buildId, claimToken });
-  return { store, ports, fleet, schedule, reports, warnings, errors, drain, ingest, buildOf, claim };
+    handleNodeRequest(harness.ports, '/node/claim', { buildId, claimToken });
+  return { ...harness, claim };
 }
 
 beforeAll(async () => {

@@ -2,23 +2,15 @@
  * The reporter against the store on dynalite and the Gerrit stand-in through the real client:
  * racing deliveries, lost answers and retries still give exactly one review per buildset.
  */
-import { GerritClient } from '../../lambda/adapters/gerrit-client';
-import { Store } from '../../lambda/adapters/store';
-import { validateConfig } from '../../lambda/core/config';
+import type { Store } from '../../lambda/adapters/store';
 import { newBuild } from '../../lambda/core/lifecycle';
 import type { ControlPorts, LoggerPort } from '../../lambda/control/ports';
 import type { BuildRecord, BuildsetRecord } from '../../lambda/control/records';
 import { reportBuildset } from '../../lambda/control/reporter';
-import {
-  type Emulator,
-  ensureTable,
-  LOCAL_CREDENTIALS,
-  LOCAL_REGION,
-  startDynalite,
-} from '../../lambda/local/emulators';
+import { type Emulator, startDynalite } from '../../lambda/local/emulators';
 import { GerritStandin } from '../support/gerrit-standin';
+import { controlHarness, FAKE_ARTIFACTS, PROJECT } from './harness';
 
-const PROJECT = 'stackforge/akanda-rug';
 let dynamo: Emulator;
 let store: Store;
 let gerrit: GerritStandin;
@@ -28,41 +20,35 @@ const lines: string[] = [];
 
 beforeAll(async () => {
   dynamo = await startDynalite();
-  await ensureTable(dynamo.endpoint, 'reporter-test');
-  store = new Store('reporter-test', {
-    endpoint: dynamo.endpoint,
-    region: LOCAL_REGION,
-    credentials: LOCAL_CREDENTIALS,
-  });
   gerrit = await GerritStandin.start();
-  const config = validateConfig({
-    gerrit: { url: gerrit.url, username: gerrit.username },
-    nodes: { small: { instanceTypes: ['c8i.large'] } },
-    jobs: [
-      { name: 'pep8', node: 'small', run: 'true' },
-      { name: 'py27', node: 'small', run: 'true', voting: false },
-    ],
-    projects: [{ name: PROJECT, check: ['pep8', 'py27'] }],
-  });
   const logger: LoggerPort = {
     info: (m) => lines.push(m),
     warn: (m) => lines.push(m),
     error: (m) => lines.push(`ERROR ${m}`),
   };
   const unused = () => Promise.reject(new Error('not used by the reporter'));
-  ports = {
-    config,
-    store,
-    scheduleQueue: { send: unused },
-    reportQueue: { send: unused },
-    fleet: { launch: unused, terminateInstances: unused, listManagedInstances: unused },
-    gerrit: new GerritClient({ baseUrl: gerrit.url, username: gerrit.username, password: gerrit.password }),
-    artifacts: { logUpload: unused, publicUrl: (prefix) => `https://logs.example/${prefix}` },
+  ({ store, ports } = await controlHarness({
+    dynamo,
+    gerrit,
+    table: 'reporter-test',
+    webhookToken: 'unused',
     now: () => clock,
-    logger,
-    webhookToken: async () => 'unused',
-    reportRetry: { delaySeconds: (attempt) => 2 ** attempt, maxAttempts: 4 },
-  };
+    fleet: { launch: unused, terminateInstances: unused, listManagedInstances: unused },
+    config: {
+      jobs: [
+        { name: 'pep8', node: 'small', run: 'true' },
+        { name: 'py27', node: 'small', run: 'true', voting: false },
+      ],
+      projects: [{ name: PROJECT, check: ['pep8', 'py27'] }],
+    },
+    ports: {
+      scheduleQueue: { send: unused },
+      reportQueue: { send: unused },
+      artifacts: { logUpload: unused, publicUrl: FAKE_ARTIFACTS.publicUrl },
+      logger,
+      reportRetry: { delaySeconds: (attempt) => 2 ** attempt, maxAttempts: 4 },
+    },
+  }));
 });
 
 afterAll(async () => {

@@ -6,26 +6,17 @@
  * would be); the queues are delivered by the test, one message at a time.
  */
 import type { Fleet, LaunchOutcome, LaunchRequest, ManagedInstance } from '../../lambda/adapters/fleet';
-import { GerritClient } from '../../lambda/adapters/gerrit-client';
-import { Store } from '../../lambda/adapters/store';
-import { validateConfig } from '../../lambda/core/config';
 import { ingestWebhook } from '../../lambda/control/ingest';
 import { handleNodeRequest } from '../../lambda/control/node-api';
-import type { ControlPorts, ReportMessage, ScheduleMessage } from '../../lambda/control/ports';
+import type { ControlPorts } from '../../lambda/control/ports';
 import { reap } from '../../lambda/control/reaper';
 import { reportBuildset } from '../../lambda/control/reporter';
 import type { BuildRecord, BuildsetRecord } from '../../lambda/control/records';
 import { handleScheduleMessage, launchQueued, MAX_DEPENDENCY_CHANGES } from '../../lambda/control/scheduler';
-import {
-  type Emulator,
-  ensureTable,
-  LOCAL_CREDENTIALS,
-  LOCAL_REGION,
-  startDynalite,
-} from '../../lambda/local/emulators';
+import { type Emulator, startDynalite } from '../../lambda/local/emulators';
 import { GerritStandin } from '../support/gerrit-standin';
+import { controlHarness, PROJECT } from './harness';
 
-const PROJECT = 'stackforge/akanda-rug';
 const NOTHING_REAPED = { unclaimed: [], timedOut: [], terminated: [], nudged: [] };
 const TOKEN = 'scheduler-test-webhook-token';
 
@@ -63,59 +54,21 @@ class RecordingFleet implements Fleet {
 let dynamo: Emulator;
 let gerrit: GerritStandin;
 let clock = 2_000_000;
-let table = 0;
 
-async function setup(maxConcurrentNodes: number) {
-  const store = new Store(`scheduler-${++table}`, {
-    endpoint: dynamo.endpoint,
-    region: LOCAL_REGION,
-    credentials: LOCAL_CREDENTIALS,
-  });
-  await ensureTable(dynamo.endpoint, `scheduler-${table}`);
-  const schedule: ScheduleMessage[] = [];
-  const reports: ReportMessage[] = [];
-  const fleet = new RecordingFleet();
-  const ports: ControlPorts = {
-    config: validateConfig({
-      gerrit: { url: gerrit.url, username: gerrit.username },
-      nodes: { small: { instanceTypes: ['c8i.large'] } },
+function setup(maxConcurrentNodes: number) {
+  return controlHarness({
+    dynamo,
+    gerrit,
+    table: 'scheduler',
+    webhookToken: TOKEN,
+    now: () => clock,
+    fleet: new RecordingFleet(),
+    config: {
       jobs: [{ name: 'pep8', node: 'small', run: 'tox -e pep8', timeout: '10m' }],
       projects: [{ name: PROJECT, check: ['pep8'], gate: ['pep8'] }],
       limits: { maxConcurrentNodes, timeoutGrace: '1m' },
-    }),
-    store,
-    scheduleQueue: { send: async (m) => void schedule.push(m) },
-    reportQueue: { send: async (m) => void reports.push(m) },
-    fleet,
-    gerrit: new GerritClient({ baseUrl: gerrit.url, username: gerrit.username, password: gerrit.password }),
-    artifacts: {
-      logUpload: async (keyPrefix) => ({
-        url: 'https://s3.example/',
-        fields: {},
-        keyPrefix,
-        publicUrl: `https://logs.example/${keyPrefix}`,
-      }),
-      publicUrl: (prefix) => `https://logs.example/${prefix}`,
     },
-    now: () => clock,
-    logger: { info: () => {}, warn: () => {}, error: () => {} },
-    webhookToken: async () => TOKEN,
-    reportRetry: { delaySeconds: () => 1, maxAttempts: 3 },
-  };
-  /** Delivers every schedule message, including those the deliveries send. */
-  const drain = async () => {
-    while (schedule.length > 0) await handleScheduleMessage(ports, schedule.shift()!);
-  };
-  const ingest = async (event: unknown) => {
-    const answer = await ingestWebhook(ports, { token: TOKEN, body: JSON.stringify(event) });
-    expect(answer.status).toBe(202);
-    return (answer.body as { buildsets: string[] }).buildsets[0]!;
-  };
-  const buildOf = async (buildsetId: string) => {
-    const buildset = await store.getBuildset<BuildsetRecord>(buildsetId);
-    return (await store.getBuild<BuildRecord>(buildset!.buildIds[0]!))!;
-  };
-  return { store, ports, fleet, schedule, reports, drain, ingest, buildOf };
+  });
 }
 
 beforeAll(async () => {
