@@ -374,17 +374,7 @@ export class GerritStandin {
   // ---- the events Gerrit's webhooks plugin would send (new Gerrit: numbers are integers) ----
 
   patchsetCreatedEvent(changeNumber: number, patchsetNumber?: number): Record<string, unknown> {
-    const { change, patchset } = this.eventParts(changeNumber, patchsetNumber);
-    return {
-      type: 'patchset-created',
-      uploader: this.account(),
-      patchSet: patchset,
-      change,
-      project: { name: change.project },
-      refName: `refs/heads/${String(change.branch)}`,
-      changeKey: { key: change.id },
-      eventCreatedOn: Math.floor(this.now() / 1000),
-    };
+    return this.changeEvent('patchset-created', changeNumber, () => ({ uploader: this.account() }), patchsetNumber);
   }
 
   commentAddedEvent(
@@ -392,52 +382,28 @@ export class GerritStandin {
     comment: string,
     approvals: { type: string; value: string; oldValue?: string }[] = [],
   ): Record<string, unknown> {
-    const { change, patchset } = this.eventParts(changeNumber);
-    return {
-      type: 'comment-added',
+    return this.changeEvent('comment-added', changeNumber, (patchset) => ({
       author: { name: 'Reviewer', email: 'reviewer@example.com', username: 'reviewer' },
       approvals: approvals.map((a) => ({ description: a.type, ...a })),
       comment: `Patch Set ${String(patchset.number)}:\n\n${comment}`,
-      patchSet: patchset,
-      change,
-      project: { name: change.project },
-      refName: `refs/heads/${String(change.branch)}`,
-      changeKey: { key: change.id },
-      eventCreatedOn: Math.floor(this.now() / 1000),
-    };
+    }));
   }
 
   /** Marks the change merged and returns change-merged; Gerrit also sends refUpdatedEvent for the branch. */
   changeMergedEvent(changeNumber: number): Record<string, unknown> {
     this.setStatus(changeNumber, 'MERGED');
-    const { change, patchset } = this.eventParts(changeNumber);
-    return {
-      type: 'change-merged',
+    return this.changeEvent('change-merged', changeNumber, (patchset) => ({
       submitter: this.account(),
       newRev: patchset.revision,
-      patchSet: patchset,
-      change,
-      project: { name: change.project },
-      refName: `refs/heads/${String(change.branch)}`,
-      changeKey: { key: change.id },
-      eventCreatedOn: Math.floor(this.now() / 1000),
-    };
+    }));
   }
 
   changeAbandonedEvent(changeNumber: number): Record<string, unknown> {
     this.setStatus(changeNumber, 'ABANDONED');
-    const { change, patchset } = this.eventParts(changeNumber);
-    return {
-      type: 'change-abandoned',
+    return this.changeEvent('change-abandoned', changeNumber, () => ({
       abandoner: this.account(),
       reason: 'abandoned by test',
-      patchSet: patchset,
-      change,
-      project: { name: change.project },
-      refName: `refs/heads/${String(change.branch)}`,
-      changeKey: { key: change.id },
-      eventCreatedOn: Math.floor(this.now() / 1000),
-    };
+    }));
   }
 
   refUpdatedEvent(project: string, branch: string, oldRev: string, newRev: string): Record<string, unknown> {
@@ -447,6 +413,26 @@ export class GerritStandin {
       refUpdate: { oldRev, newRev, refName: `refs/heads/${branch}`, project },
       project: { name: project },
       refName: `refs/heads/${branch}`,
+      eventCreatedOn: Math.floor(this.now() / 1000),
+    };
+  }
+
+  /** A change event as the webhooks plugin sends it: type, the event's own fields, then the common envelope. */
+  private changeEvent(
+    type: string,
+    changeNumber: number,
+    fields: (patchset: { number: number; revision: string }) => Record<string, unknown>,
+    patchsetNumber?: number,
+  ): Record<string, unknown> {
+    const { change, patchset } = this.eventParts(changeNumber, patchsetNumber);
+    return {
+      type,
+      ...fields(patchset),
+      patchSet: patchset,
+      change,
+      project: { name: change.project },
+      refName: `refs/heads/${String(change.branch)}`,
+      changeKey: { key: change.id },
       eventCreatedOn: Math.floor(this.now() / 1000),
     };
   }
